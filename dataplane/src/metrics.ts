@@ -1,0 +1,135 @@
+/**
+ * Every metric the dataplane exposes, in one place, so dashboards and alerts
+ * (charts/rtftp) have one list to hold against. Names are a contract: renaming one
+ * breaks users' dashboards (a test in charts/ checks every queried name exists).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createDataplaneMetrics(registry: Registry = new Registry(), withDefaults = true) {
+  if (withDefaults) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    transfers: new Counter({
+      name: 'rtftp_transfers_total',
+      help: 'Transfers ended, by outcome (completed, failed, aborted, timeout) and source (client-dir, nbd, default)',
+      labelNames: ['outcome', 'source'] as const,
+      registers,
+    }),
+    probes: new Counter({
+      name: 'rtftp_probes_total',
+      help: 'Size probes: RRQ with tsize answered by OACK and aborted by the client (Raspberry Pi, UEFI)',
+      registers,
+    }),
+    bytesSent: new Counter({
+      name: 'rtftp_sent_bytes_total',
+      help: 'File bytes sent in DATA packets, retransmissions excluded',
+      labelNames: ['source'] as const,
+      registers,
+    }),
+    transferDuration: new Histogram({
+      name: 'rtftp_transfer_duration_seconds',
+      help: 'Duration of completed transfers',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180],
+      registers,
+    }),
+    activeTransfers: new Gauge({
+      name: 'rtftp_transfers_active',
+      help: 'Transfers in progress',
+      registers,
+    }),
+    retransmits: new Counter({
+      name: 'rtftp_retransmits_total',
+      help: 'Packets sent again after a timeout',
+      registers,
+    }),
+    errorsSent: new Counter({
+      name: 'rtftp_errors_sent_total',
+      help: 'TFTP ERROR packets sent, by error code name',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+    refused: new Counter({
+      name: 'rtftp_requests_refused_total',
+      help: 'Requests refused before any data was sent, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    malformed: new Counter({
+      name: 'rtftp_malformed_packets_total',
+      help: 'Datagrams that did not parse as TFTP',
+      registers,
+    }),
+    clientLastTransfer: new Gauge({
+      name: 'rtftp_client_last_transfer_timestamp_seconds',
+      help: 'Unix time of the last completed transfer per client (bounded number of clients kept)',
+      labelNames: ['client'] as const,
+      registers,
+    }),
+    ready: new Gauge({
+      name: 'rtftp_ready',
+      help: '1 when the TFTP sockets are bound and the root is readable',
+      registers,
+    }),
+    // NBD disks (both backends)
+    nbdConfigs: new Gauge({
+      name: 'rtftp_nbd_configs',
+      help: 'Known <ip>.nbd configs by state (valid, invalid)',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    nbdConfigErrors: new Counter({
+      name: 'rtftp_nbd_config_errors_total',
+      help: 'Config files found invalid (counted once per file version)',
+      registers,
+    }),
+    nbdSessionsActive: new Gauge({
+      name: 'rtftp_nbd_sessions_active',
+      help: 'Connected NBD disks by backend (guestfs, native)',
+      labelNames: ['backend'] as const,
+      registers,
+    }),
+    nbdLaunchSeconds: new Histogram({
+      name: 'rtftp_nbd_session_launch_seconds',
+      help: 'Time to connect a disk (appliance launch and mounts, or native handshake and probes)',
+      labelNames: ['backend'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 60, 120],
+      registers,
+    }),
+    nbdLaunchFailures: new Counter({
+      name: 'rtftp_nbd_launch_failures_total',
+      help: 'Failed disk connections by reason',
+      labelNames: ['backend', 'reason'] as const,
+      registers,
+    }),
+    nbdReadBytes: new Counter({
+      name: 'rtftp_nbd_read_bytes_total',
+      help: 'Bytes read from NBD disks',
+      labelNames: ['backend'] as const,
+      registers,
+    }),
+    nbdReadErrors: new Counter({
+      name: 'rtftp_nbd_read_errors_total',
+      help: 'Reads from NBD disks that failed',
+      labelNames: ['backend'] as const,
+      registers,
+    }),
+    nbdCacheHits: new Counter({
+      name: 'rtftp_nbd_cache_hits_total',
+      help: 'Block cache hits (native backend)',
+      registers,
+    }),
+    nbdCacheMisses: new Counter({
+      name: 'rtftp_nbd_cache_misses_total',
+      help: 'Block cache misses (native backend)',
+      registers,
+    }),
+    kvmAvailable: new Gauge({
+      name: 'rtftp_kvm_available',
+      help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG',
+      registers,
+    }),
+  };
+}
+
+export type DataplaneMetrics = ReturnType<typeof createDataplaneMetrics>;
