@@ -1,0 +1,111 @@
+/**
+ * connectNative: NBD handshake, partition table, filesystems mounted in `mounts` order,
+ * each mountpoint checked as libguestfs's mount checks it. No process is started.
+ */
+import { DiskError } from '../disk-session.ts';
+import type { DiskConnectOptions } from '../disk-session.ts';
+import type { DataplaneMetrics } from '../../metrics.ts';
+import { CachedDisk, DEFAULT_CACHE_BYTES, DiskRange } from './block-cache.ts';
+import type { BlockReader } from './block-cache.ts';
+import { openFilesystem } from './detect-filesystem.ts';
+import { NativeErrorCode, corrupt, diskError } from './errors.ts';
+import { NbdClient } from './nbd-client.ts';
+import { describeEndpoint } from './nbd-connection.ts';
+import { readPartitionTable } from './partition-table.ts';
+import type { Partition } from './partition-table.ts';
+import { NativeDiskSession } from './native-session.ts';
+import { VirtualFs } from './virtual-fs.ts';
+import type { Mounted } from './virtual-fs.ts';
+
+export interface NativeConnectOptions extends DiskConnectOptions {
+  /** Counts NBD bytes, cache hits/misses and read errors with the backend label 'native'. */
+  metrics?: DataplaneMetrics;
+  /** Block cache size per disk in bytes (default 4 MiB). */
+  cacheBytes?: number;
+  connectTimeoutMs?: number;
+  readTimeoutMs?: number;
+}
+
+export async function connectNative(opts: NativeConnectOptions): Promise<NativeDiskSession> {
+  const { config, configName, signal, metrics } = opts;
+  const describe = `${configName} (${describeEndpoint(config.endpoint)})`;
+  const client = await NbdClient.connect({
+    endpoint: config.endpoint,
+    signal,
+    ...(opts.connectTimeoutMs !== undefined && { connectTimeoutMs: opts.connectTimeoutMs }),
+    ...(opts.readTimeoutMs !== undefined && { readTimeoutMs: opts.readTimeoutMs }),
+  });
+  try {
+    const disk = new CachedDisk(client, opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (kind, bytes) => {
+      if (!metrics) return;
+      if (kind === 'hit') metrics.nbdCacheHits.inc();
+      else {
+        metrics.nbdCacheMisses.inc();
+        metrics.nbdReadBytes.inc({ backend: 'native' }, bytes);
+      }
+    });
+    const epoch = disk.newEpoch();
+    let table: Partition[] | undefined;
+    const mounted: Mounted[] = [];
+    for (const [i, m] of config.mounts.entries()) {
+      signal.throwIfAborted();
+      let dev: BlockReader = disk;
+      if (m.partition > 0) {
+        table ??= await readPartitionTable(disk, epoch);
+        const p = table.find((x) => x.number === m.partition);
+        if (!p) {
+          const have = table.map((x) => x.number).join(', ') || 'none';
+          throw diskError(
+            NativeErrorCode.PartitionMissing,
+            'partition-missing',
+            `${describe}: mounts[${i}]: partition ${m.partition} does not exist (partitions: ${have})`,
+          );
+        }
+        if (p.extended) {
+          throw diskError(
+            NativeErrorCode.MountFailed,
+            'mount-failed',
+            `${describe}: mounts[${i}]: partition ${m.partition} is an extended partition, not a filesystem`,
+          );
+        }
+        dev = new DiskRange(disk, p.start, p.size);
+      }
+      const fs = await openFilesystem(
+        dev,
+        epoch,
+        `${describe}: mounts[${i}] (partition ${m.partition})`,
+      );
+      let mountpoint = m.mountpoint;
+      if (mountpoint !== '/') {
+        // As with libguestfs, the mountpoint must be a directory in the tree mounted so far.
+        const at = await new VirtualFs(mounted).resolve(mountpoint, epoch);
+        if (at.status !== 'found' || at.node.kind !== 'dir') {
+          throw diskError(
+            NativeErrorCode.MountFailed,
+            'mount-failed',
+            `${describe}: mounts[${i}].mountpoint ${mountpoint} is not a directory in the filesystems mounted before it`,
+          );
+        }
+        mountpoint = at.path;
+      }
+      mounted.push({ mountpoint, fs });
+      opts.logger.debug(
+        { configName, partition: m.partition, mountpoint, fs: fs.type },
+        'Filesystem mounted natively',
+      );
+    }
+    return new NativeDiskSession({
+      client,
+      disk,
+      vfs: new VirtualFs(mounted),
+      describe,
+      ...(metrics && { onReadError: () => metrics.nbdReadErrors.inc({ backend: 'native' }) }),
+    });
+  } catch (err) {
+    await client.close();
+    if (err instanceof DiskError) throw err;
+    if (signal.aborted)
+      throw diskError(NativeErrorCode.Aborted, 'other', `${describe}: connect aborted`, err);
+    throw corrupt(`${describe}: ${(err as Error).message}`, err);
+  }
+}

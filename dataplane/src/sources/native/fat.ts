@@ -1,0 +1,303 @@
+/**
+ * FAT12/16/32 reader with VFAT long file names, read-only. Names are shown as Linux's vfat
+ * shows them (the long name when its checksum matches the short entry, else the short
+ * name with the NT lower-case flags applied); lookup is case-insensitive.
+ */
+import type { BlockReader } from './block-cache.ts';
+import { check, corrupt } from './errors.ts';
+import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
+
+const Attr = {
+  ReadOnly: 0x01,
+  Hidden: 0x02,
+  System: 0x04,
+  Volume: 0x08,
+  Dir: 0x10,
+  Lfn: 0x0f,
+} as const;
+const ENTRY = 32;
+/** A FAT directory holds at most 65536 entries (the spec's limit). */
+const MAX_DIR_ENTRIES = 65536;
+
+interface FatNode extends FsNode {
+  /** First cluster; 0 for the FAT12/16 root directory region. */
+  readonly cluster: number;
+  /** Byte offset of the short directory entry (revalidation), -1 for the root. */
+  readonly entryOffset: number;
+  /** Cluster runs found so far: [firstIndexInFile, cluster, count]. */
+  runs?: [number, number, number][];
+}
+
+interface Geometry {
+  bits: 12 | 16 | 32;
+  sectorSize: number;
+  clusterBytes: number;
+  fatOffset: number;
+  fatBytes: number;
+  rootOffset: number;
+  rootEntries: number;
+  rootCluster: number;
+  dataOffset: number;
+  clusters: number;
+}
+
+/** True when the boot sector looks like a FAT BPB (checked again, strictly, by openFat). */
+export function looksLikeFat(boot: Buffer): boolean {
+  if (boot.length < 512 || boot[510] !== 0x55 || boot[511] !== 0xaa) return false;
+  const bps = boot.readUInt16LE(11);
+  const spc = boot[13]!;
+  return (
+    [512, 1024, 2048, 4096].includes(bps) && spc > 0 && (spc & (spc - 1)) === 0 && boot[16]! > 0
+  );
+}
+
+export async function openFat(dev: BlockReader, epoch: number): Promise<Filesystem> {
+  const boot = await dev.read(0, 512, epoch);
+  check(looksLikeFat(boot), 'not a FAT boot sector');
+  const sectorSize = boot.readUInt16LE(11);
+  const spc = boot[13]!;
+  const reserved = boot.readUInt16LE(14);
+  const fats = boot[16]!;
+  const rootEntries = boot.readUInt16LE(17);
+  const total = boot.readUInt16LE(19) || boot.readUInt32LE(32);
+  const fatSectors = boot.readUInt16LE(22) || boot.readUInt32LE(36);
+  check(reserved > 0 && fatSectors > 0 && total > 0, 'FAT BPB has zero-sized regions');
+  const rootSectors = Math.ceil((rootEntries * ENTRY) / sectorSize);
+  const firstData = reserved + fats * fatSectors + rootSectors;
+  check(firstData < total, 'FAT regions are larger than the volume');
+  const clusters = Math.floor((total - firstData) / spc);
+  const bits = clusters < 4085 ? 12 : clusters < 65525 ? 16 : 32;
+  const g: Geometry = {
+    bits,
+    sectorSize,
+    clusterBytes: spc * sectorSize,
+    fatOffset: reserved * sectorSize,
+    fatBytes: fatSectors * sectorSize,
+    rootOffset: (reserved + fats * fatSectors) * sectorSize,
+    rootEntries,
+    rootCluster: bits === 32 ? boot.readUInt32LE(44) : 0,
+    dataOffset: firstData * sectorSize,
+    clusters,
+  };
+  check(g.fatBytes * 8 >= (clusters + 2) * bits, 'the FAT is too small for the cluster count');
+  check(
+    total * sectorSize <= dev.size,
+    `FAT volume of ${total * sectorSize} bytes on a ${dev.size}-byte partition`,
+  );
+  if (bits === 32)
+    check(g.rootCluster >= 2 && g.rootCluster < clusters + 2, 'FAT32 root cluster out of range');
+  else check(rootEntries > 0, 'FAT12/16 without root directory entries');
+  return new FatFilesystem(dev, g);
+}
+
+function shortName(e: Buffer): string {
+  let base = e.toString('latin1', 0, 8).replace(/ +$/, '');
+  let ext = e.toString('latin1', 8, 11).replace(/ +$/, '');
+  if (e[0] === 0x05) base = '\u00e5' + base.slice(1);
+  const lcase = e[12]!;
+  if (lcase & 0x08) base = base.toLowerCase();
+  if (lcase & 0x10) ext = ext.toLowerCase();
+  return ext ? `${base}.${ext}` : base;
+}
+
+function shortChecksum(e: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < 11; i++) sum = (((sum & 1) << 7) + (sum >> 1) + e[i]!) & 0xff;
+  return sum;
+}
+
+function lfnChars(e: Buffer): number[] {
+  const out: number[] = [];
+  for (const [from, to] of [
+    [1, 11],
+    [14, 26],
+    [28, 32],
+  ] as const) {
+    for (let i = from; i < to; i += 2) out.push(e.readUInt16LE(i));
+  }
+  return out;
+}
+
+class FatFilesystem implements Filesystem {
+  readonly type = 'vfat';
+  constructor(
+    private readonly dev: BlockReader,
+    private readonly g: Geometry,
+  ) {}
+
+  private node(e: Buffer, entryOffset: number): FatNode {
+    const attr = e[11]!;
+    const cluster =
+      this.g.bits === 32 ? (e.readUInt16LE(20) << 16) | e.readUInt16LE(26) : e.readUInt16LE(26);
+    const dir = (attr & Attr.Dir) !== 0;
+    return {
+      kind: dir ? 'dir' : 'file',
+      size: dir ? 0 : e.readUInt32LE(28),
+      cluster: cluster >>> 0,
+      entryOffset,
+      // Everything but the access date (bytes 18–19), which a reading OS may update.
+      fingerprint: Buffer.concat([e.subarray(0, 18), e.subarray(20, 32)]).toString('hex'),
+    };
+  }
+
+  async root(): Promise<FsNode> {
+    const root: FatNode = {
+      kind: 'dir',
+      size: 0,
+      cluster: this.g.bits === 32 ? this.g.rootCluster : 0,
+      entryOffset: -1,
+      fingerprint: 'root',
+    };
+    return root;
+  }
+
+  private async fatEntry(cluster: number, epoch: number): Promise<number> {
+    const { bits, fatOffset } = this.g;
+    if (bits === 12) {
+      const at = fatOffset + Math.floor(cluster * 1.5);
+      const v = (await this.dev.read(at, 2, epoch)).readUInt16LE(0);
+      return cluster & 1 ? v >> 4 : v & 0xfff;
+    }
+    if (bits === 16)
+      return (await this.dev.read(fatOffset + cluster * 2, 2, epoch)).readUInt16LE(0);
+    return (await this.dev.read(fatOffset + cluster * 4, 4, epoch)).readUInt32LE(0) & 0x0fffffff;
+  }
+
+  private isEnd(v: number): boolean {
+    return v >= (this.g.bits === 12 ? 0xff8 : this.g.bits === 16 ? 0xfff8 : 0x0ffffff8);
+  }
+
+  private validCluster(c: number): boolean {
+    return c >= 2 && c < this.g.clusters + 2;
+  }
+
+  /**
+   * The cluster holding cluster-index `index` of the node's chain, or null past its end.
+   * The chain is followed lazily and kept as runs; a chain longer than the volume has
+   * clusters is a loop.
+   */
+  private async clusterAt(node: FatNode, index: number, epoch: number): Promise<number | null> {
+    if (!node.runs) {
+      if (node.cluster === 0) return null;
+      check(this.validCluster(node.cluster), `first cluster ${node.cluster} out of range`);
+      node.runs = [[0, node.cluster, 1]];
+    }
+    for (;;) {
+      const last = node.runs[node.runs.length - 1]!;
+      const [first, start, count] = last;
+      if (index < first + count) {
+        for (const [f, s, c] of node.runs) if (index >= f && index < f + c) return s + (index - f);
+        return null;
+      }
+      const next = await this.fatEntry(start + count - 1, epoch);
+      if (this.isEnd(next)) return null;
+      check(this.validCluster(next), `FAT chain points to cluster ${next}, outside the volume`);
+      check(first + count < this.g.clusters, 'FAT chain loops (longer than the volume)');
+      if (next === start + count) last[2]++;
+      else node.runs.push([first + count, next, 1]);
+    }
+  }
+
+  private clusterOffset(cluster: number): number {
+    return this.g.dataOffset + (cluster - 2) * this.g.clusterBytes;
+  }
+
+  private async entries(dir: FatNode, epoch: number): Promise<{ name: string; node: FatNode }[]> {
+    const out: { name: string; node: FatNode }[] = [];
+    let lfn: { chars: number[][]; sum: number; next: number } | null = null;
+    const visit = (block: Buffer, base: number): boolean => {
+      for (let at = 0; at + ENTRY <= block.length; at += ENTRY) {
+        const e = block.subarray(at, at + ENTRY);
+        if (e[0] === 0) return false;
+        if (e[0] === 0xe5) {
+          lfn = null;
+          continue;
+        }
+        const attr = e[11]!;
+        if ((attr & 0x3f) === Attr.Lfn) {
+          const seq = e[0]! & 0x1f;
+          if (e[0]! & 0x40) lfn = { chars: [], sum: e[13]!, next: seq };
+          if (lfn && seq === lfn.next && seq > 0 && e[13] === lfn.sum) {
+            lfn.chars[seq - 1] = lfnChars(e);
+            lfn.next = seq - 1;
+          } else lfn = null;
+          continue;
+        }
+        let long: string | null = null;
+        const pending = lfn as { chars: number[][]; sum: number; next: number } | null;
+        if (pending && pending.next === 0 && pending.sum === shortChecksum(e)) {
+          const units = pending.chars.flat();
+          const end = units.indexOf(0);
+          long = String.fromCharCode(...(end >= 0 ? units.slice(0, end) : units));
+        }
+        lfn = null;
+        if (attr & Attr.Volume) continue;
+        const name = long ?? shortName(e);
+        if (name === '.' || name === '..') continue;
+        out.push({ name, node: this.node(e, base + at) });
+      }
+      return true;
+    };
+    check(dir.cluster !== 0 || dir.entryOffset < 0, 'FAT subdirectory without a first cluster');
+    if (dir.cluster === 0) {
+      const bytes = this.g.rootEntries * ENTRY;
+      visit(await this.dev.read(this.g.rootOffset, bytes, epoch), this.g.rootOffset);
+      return out;
+    }
+    const maxClusters = Math.ceil((MAX_DIR_ENTRIES * ENTRY) / this.g.clusterBytes);
+    for (let i = 0; ; i++) {
+      check(i < maxClusters, 'FAT directory larger than 65536 entries (or its chain loops)');
+      const c = await this.clusterAt(dir, i, epoch);
+      if (c === null) break;
+      const off = this.clusterOffset(c);
+      if (!visit(await this.dev.read(off, this.g.clusterBytes, epoch), off)) break;
+    }
+    return out;
+  }
+
+  async list(dir: FsNode, epoch: number): Promise<DirEntry[]> {
+    return this.entries(dir as FatNode, epoch);
+  }
+
+  async lookup(dir: FsNode, name: string, epoch: number): Promise<FsNode | null> {
+    const want = name.toLowerCase();
+    const all = await this.entries(dir as FatNode, epoch);
+    return all.find((e) => e.name.toLowerCase() === want)?.node ?? null;
+  }
+
+  async readlink(): Promise<string> {
+    throw corrupt('FAT has no symbolic links');
+  }
+
+  async read(file: FsNode, position: number, length: number, epoch: number): Promise<Buffer> {
+    const node = file as FatNode;
+    const end = Math.min(position + length, node.size);
+    const parts: Buffer[] = [];
+    let at = position;
+    while (at < end) {
+      const index = Math.floor(at / this.g.clusterBytes);
+      const c = await this.clusterAt(node, index, epoch);
+      if (c === null) throw corrupt(`FAT chain ends before the file's ${node.size} bytes`);
+      // Extend over clusters that follow on disk, to read them in one request.
+      let run = 1;
+      const within = at - index * this.g.clusterBytes;
+      while (index * this.g.clusterBytes + run * this.g.clusterBytes < end && run < 64) {
+        const n = await this.clusterAt(node, index + run, epoch);
+        if (n !== c + run) break;
+        run++;
+      }
+      const take = Math.min(end - at, run * this.g.clusterBytes - within);
+      parts.push(await this.dev.read(this.clusterOffset(c) + within, take, epoch));
+      at += take;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  async refresh(node: FsNode, epoch: number): Promise<string | null> {
+    const n = node as FatNode;
+    if (n.entryOffset < 0) return n.fingerprint;
+    const e = await this.dev.read(n.entryOffset, ENTRY, epoch);
+    if (e[0] === 0 || e[0] === 0xe5) return null;
+    return this.node(e, n.entryOffset).fingerprint;
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * What the virtual FS needs from a filesystem reader (FAT, ext). Every call names the
+ * epoch its reads must be at least as fresh as (block-cache.ts). Nodes are snapshots of
+ * on-disk metadata taken at that epoch; `fingerprint` tells whether it changed since.
+ */
+export type NodeKind = 'file' | 'dir' | 'symlink' | 'other';
+
+export interface FsNode {
+  readonly kind: NodeKind;
+  /** Size in bytes (a symlink: the target's length). */
+  readonly size: number;
+  /** The on-disk metadata that, if it changes, means the file changed (not atime). */
+  readonly fingerprint: string;
+}
+
+export interface DirEntry {
+  name: string;
+  node: FsNode;
+}
+
+export interface Filesystem {
+  /** 'vfat', 'ext2', 'ext3' or 'ext4', as libguestfs's vfs-type says. */
+  readonly type: string;
+  root(epoch: number): Promise<FsNode>;
+  /** The entry called `name` in `dir` (case-insensitive on FAT), or null. */
+  lookup(dir: FsNode, name: string, epoch: number): Promise<FsNode | null>;
+  /** Every entry of `dir` except `.` and `..` (bounded: hostile directories are refused). */
+  list(dir: FsNode, epoch: number): Promise<DirEntry[]>;
+  readlink(link: FsNode, epoch: number): Promise<string>;
+  /** Bytes [position, position + length) of a regular file; holes read as zeros. */
+  read(file: FsNode, position: number, length: number, epoch: number): Promise<Buffer>;
+  /** The node's metadata read again at `epoch`: its fingerprint now, or null if gone. */
+  refresh(node: FsNode, epoch: number): Promise<string | null>;
+}
+
+/** Largest directory read, in bytes: bounds the work a hostile directory can cause. */
+export const MAX_DIRECTORY_BYTES = 32 * 1024 * 1024;

@@ -1,0 +1,82 @@
+/**
+ * The tree the client's `mounts` make, as libguestfs builds it: filesystems mounted in
+ * config order, a later mount hiding what lies under its mountpoint. Paths resolve with
+ * symlinks followed inside this tree only: an absolute target starts again at its root,
+ * `..` stops at its root (as in a chroot), and hops are bounded.
+ */
+import type { Filesystem, FsNode } from './filesystem.ts';
+
+export const MAX_SYMLINK_HOPS = 40; // Linux's MAXSYMLINKS
+
+export interface Mounted {
+  /** Absolute, normalised path in the virtual FS. */
+  mountpoint: string;
+  fs: Filesystem;
+}
+
+export type Resolved =
+  | { status: 'found'; node: FsNode; fs: Filesystem; path: string }
+  | { status: 'not-found' }
+  | { status: 'refused'; reason: string };
+
+interface Step {
+  name: string;
+  node: FsNode;
+  fs: Filesystem;
+}
+
+const pathOf = (stack: readonly Step[]) =>
+  '/' +
+  stack
+    .slice(1)
+    .map((s) => s.name)
+    .join('/');
+
+export class VirtualFs {
+  constructor(private readonly mounts: readonly Mounted[]) {}
+
+  /** The filesystem mounted last at exactly `path`, if any. */
+  private mountAt(path: string): Filesystem | undefined {
+    for (let i = this.mounts.length - 1; i >= 0; i--) {
+      if (this.mounts[i]!.mountpoint === path) return this.mounts[i]!.fs;
+    }
+    return undefined;
+  }
+
+  /** Resolves an absolute path; `followLast` false returns a final symlink itself. */
+  async resolve(path: string, epoch: number, followLast = true): Promise<Resolved> {
+    const rootFs = this.mountAt('/');
+    if (!rootFs) return { status: 'refused', reason: 'nothing is mounted at /' };
+    const stack: Step[] = [{ name: '', node: await rootFs.root(epoch), fs: rootFs }];
+    const queue = path.split('/');
+    let hops = 0;
+    while (queue.length > 0) {
+      const name = queue.shift()!;
+      if (name === '' || name === '.') continue;
+      if (name === '..') {
+        if (stack.length > 1) stack.pop();
+        continue;
+      }
+      const top = stack[stack.length - 1]!;
+      if (top.node.kind !== 'dir') return { status: 'not-found' };
+      const childPath = pathOf(stack) === '/' ? `/${name}` : `${pathOf(stack)}/${name}`;
+      const mounted = this.mountAt(childPath);
+      const fs = mounted ?? top.fs;
+      const node = mounted ? await mounted.root(epoch) : await top.fs.lookup(top.node, name, epoch);
+      if (!node) return { status: 'not-found' };
+      if (node.kind === 'symlink' && (queue.some((c) => c !== '' && c !== '.') || followLast)) {
+        if (++hops > MAX_SYMLINK_HOPS) {
+          return { status: 'refused', reason: `more than ${MAX_SYMLINK_HOPS} symbolic links` };
+        }
+        const target = await fs.readlink(node, epoch);
+        if (target === '') return { status: 'not-found' };
+        if (target.startsWith('/')) stack.length = 1;
+        queue.unshift(...target.split('/'));
+        continue;
+      }
+      stack.push({ name, node, fs });
+    }
+    const last = stack[stack.length - 1]!;
+    return { status: 'found', node: last.node, fs: last.fs, path: pathOf(stack) };
+  }
+}
