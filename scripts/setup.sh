@@ -15,6 +15,8 @@ APT_PACKAGES=(
   dnsmasq-base dosfstools mtools e2fsprogs fdisk gdisk cpio
   # promtool, setcap, ip netns, /usr/bin/time
   prometheus libcap2-bin iproute2 procps time
+  # libwrap0: the unpacked peer servers in .tools/ (in.tftpd, atftpd) link against it
+  libwrap0
   # unzip: scripts/extract-helm.sh takes helm out of an npm package's zip
   unzip
 )
