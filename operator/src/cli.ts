@@ -1,0 +1,133 @@
+/**
+ * Command line of rtftp-operator. Two modes of the one image:
+ *   rtftp-operator [controller] [flags]      the leader-elected controller
+ *   rtftp-operator sync --dir DIR [flags]    the sidecar writing rendered configs as files
+ * Every flag can also come from the environment (RTFTP_OPERATOR_<FLAG>); the namespace
+ * defaults to POD_NAMESPACE (downward API). Bad arguments throw a UsageError: one line, exit 2.
+ */
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { RENDERED_SELECTOR } from './controller/shards.ts';
+
+export class UsageError extends Error {
+  readonly code = 'RTFTP_ERR_USAGE';
+}
+
+interface Common {
+  namespace: string;
+  metricsPort: number;
+  metricsListen: string;
+  watchTimeoutSeconds: number;
+  logLevel: string;
+}
+
+export interface ControllerArgs extends Common {
+  mode: 'controller';
+  watchNamespace: string;
+  shards: number;
+  maxShardBytes: number;
+  workers: number;
+  leaseName: string;
+  leaseDurationSeconds: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  identity: string;
+}
+
+export interface SyncArgs extends Common {
+  mode: 'sync';
+  selector: string;
+  dir: string;
+}
+
+const OPTIONS = {
+  namespace: { type: 'string' },
+  'watch-namespace': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'metrics-listen': { type: 'string' },
+  'watch-timeout': { type: 'string' },
+  'log-level': { type: 'string' },
+  shards: { type: 'string' },
+  'max-shard-bytes': { type: 'string' },
+  workers: { type: 'string' },
+  'lease-name': { type: 'string' },
+  'lease-duration': { type: 'string' },
+  'renew-deadline': { type: 'string' },
+  'retry-period': { type: 'string' },
+  identity: { type: 'string' },
+  selector: { type: 'string' },
+  dir: { type: 'string' },
+  help: { type: 'boolean' },
+} as const;
+
+export const USAGE = `usage: rtftp-operator [controller] [--namespace NS] [--watch-namespace NS] [--metrics-port N] [--metrics-listen ADDR]
+         [--shards N] [--workers N] [--lease-name NAME] [--lease-duration S] [--renew-deadline S] [--retry-period S]
+         [--identity ID] [--watch-timeout S] [--log-level LEVEL]
+       rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--metrics-port N] [--watch-timeout S]`;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function parseCli(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+): ControllerArgs | SyncArgs | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!);
+  }
+  if (parsed.values.help) return 'help';
+  const [mode = 'controller', ...extra] = parsed.positionals;
+  if (mode !== 'controller' && mode !== 'sync')
+    throw new UsageError(`unknown mode ${JSON.stringify(mode)}: use controller or sync`);
+  if (extra.length) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  const v = parsed.values as Record<string, string | undefined>;
+  const get = (flag: string): string | undefined =>
+    v[flag] ?? env[`RTFTP_OPERATOR_${flag.toUpperCase().replaceAll('-', '_')}`];
+  const num = (flag: string, def: number, min: number, max: number, integer = true): number => {
+    const raw = get(flag);
+    if (raw === undefined || raw === '') return def;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))
+      throw new UsageError(
+        `--${flag} must be ${integer ? 'an integer' : 'a number'} ${min}..${max}, got ${JSON.stringify(raw)}`,
+      );
+    return n;
+  };
+  const namespace = get('namespace') ?? env.POD_NAMESPACE ?? '';
+  if (!namespace) throw new UsageError('no namespace: pass --namespace or set POD_NAMESPACE');
+  const logLevel = get('log-level') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  const common: Common = {
+    namespace,
+    metricsPort: num('metrics-port', mode === 'sync' ? 8081 : 8080, 0, 65535),
+    metricsListen: get('metrics-listen') ?? '0.0.0.0',
+    watchTimeoutSeconds: num('watch-timeout', 300, 1, 3600),
+    logLevel,
+  };
+  if (mode === 'sync') {
+    const dir = get('dir');
+    if (!dir) throw new UsageError('sync needs --dir DIR (the directory the dataplane reads)');
+    return { ...common, mode, dir, selector: get('selector') ?? RENDERED_SELECTOR };
+  }
+  const leaseDurationSeconds = num('lease-duration', 15, 1, 3600);
+  const renewDeadlineMs =
+    num('renew-deadline', Math.min(10, leaseDurationSeconds * 0.66), 0.1, 3600, false) * 1000;
+  if (renewDeadlineMs >= leaseDurationSeconds * 1000)
+    throw new UsageError('--renew-deadline must be shorter than --lease-duration');
+  return {
+    ...common,
+    mode,
+    watchNamespace: get('watch-namespace') ?? '',
+    shards: num('shards', 16, 1, 256),
+    maxShardBytes: num('max-shard-bytes', 900 * 1024, 1024, 1000 * 1024),
+    workers: num('workers', 4, 1, 64),
+    leaseName: get('lease-name') ?? 'rtftp-operator',
+    leaseDurationSeconds,
+    renewDeadlineMs,
+    retryPeriodMs: num('retry-period', 2, 0.05, 600, false) * 1000,
+    identity: get('identity') ?? env.POD_NAME ?? `${hostname()}-${process.pid}`,
+  };
+}

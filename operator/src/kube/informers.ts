@@ -1,0 +1,59 @@
+/** The two informers the operator runs, over the client's typed list calls. */
+import {
+  BOOTCLIENT_GROUP,
+  BOOTCLIENT_PLURAL,
+  BOOTCLIENT_VERSION,
+  type BootClient,
+} from '../../../common/src/bootclient.ts';
+import type { RenderedConfigMap } from '../controller/controller.ts';
+import type { KubeApis } from './client.ts';
+import { Informer, type InformerOptions } from './informer.ts';
+
+type Common<T> = Omit<
+  InformerOptions<T & { metadata?: object }>,
+  'resource' | 'path' | 'list' | 'watch' | 'labelSelector'
+>;
+
+/** BootClients of one namespace, or of all namespaces when `namespace` is ''. */
+export function bootClientInformer(
+  apis: KubeApis,
+  namespace: string,
+  common: Common<BootClient>,
+): Informer<BootClient> {
+  const group = BOOTCLIENT_GROUP;
+  const version = BOOTCLIENT_VERSION;
+  const plural = BOOTCLIENT_PLURAL;
+  const base = `/apis/${group}/${version}`;
+  return new Informer<BootClient>({
+    ...common,
+    resource: plural,
+    path: namespace ? `${base}/namespaces/${namespace}/${plural}` : `${base}/${plural}`,
+    watch: apis.watch,
+    list: async () =>
+      (namespace
+        ? await apis.custom.listNamespacedCustomObject({ group, version, namespace, plural })
+        : await apis.custom.listCustomObjectForAllNamespaces({ group, version, plural })) as {
+        items: BootClient[];
+        metadata?: { resourceVersion?: string };
+      },
+  });
+}
+
+export function configMapInformer(
+  apis: KubeApis,
+  namespace: string,
+  labelSelector: string,
+  common: Common<RenderedConfigMap>,
+): Informer<RenderedConfigMap> {
+  return new Informer<RenderedConfigMap>({
+    ...common,
+    resource: 'configmaps',
+    path: `/api/v1/namespaces/${namespace}/configmaps`,
+    labelSelector,
+    watch: apis.watch,
+    list: async () => {
+      const list = await apis.core.listNamespacedConfigMap({ namespace, labelSelector });
+      return { items: list.items as RenderedConfigMap[], metadata: list.metadata };
+    },
+  });
+}

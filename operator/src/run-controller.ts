@@ -1,0 +1,101 @@
+/**
+ * Wires the controller: informers (always running, so a standby replica is warm and
+ * ready), leader election, and the work queue's workers, which only act while leading.
+ * Losing the Lease fences every write at once and ends the process (exit 1), as
+ * client-go controllers do: the Deployment restarts it as a fresh candidate.
+ */
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { BootClient } from '../../common/src/bootclient.ts';
+import type { ControllerArgs } from './cli.ts';
+import { Controller, type RenderedConfigMap } from './controller/controller.ts';
+import { RENDERED_SELECTOR } from './controller/shards.ts';
+import { WorkQueue } from './controller/work-queue.ts';
+import { startHttpServer } from './http/http-server.ts';
+import { connectKube } from './kube/client.ts';
+import { bootClientInformer, configMapInformer } from './kube/informers.ts';
+import { LeaderElector } from './kube/leader-election.ts';
+import { createOperatorApi } from './kube/operator-api.ts';
+import { createOperatorMetrics } from './metrics.ts';
+
+export async function runController(
+  args: ControllerArgs,
+  log: Logger,
+): Promise<() => Promise<void>> {
+  const apis = connectKube();
+  const metrics = createOperatorMetrics(new Registry());
+  const queue = new WorkQueue();
+  const isLeader = () => elector.canWrite();
+  const onRestart = (resource: string) => (reason: string) =>
+    metrics.watchRestarts.inc({ resource, reason });
+  const enqueue = () => controller.enqueueRender();
+  const common = { log, watchTimeoutSeconds: args.watchTimeoutSeconds, onEvent: enqueue };
+  const bootClients = bootClientInformer(apis, args.watchNamespace, {
+    ...common,
+    onRestart: onRestart('bootclients'),
+  });
+  const configMaps = configMapInformer(apis, args.namespace, RENDERED_SELECTOR, {
+    ...common,
+    onRestart: onRestart('configmaps'),
+  });
+  const controller: Controller = new Controller({
+    bootClients: bootClients.cache as Map<string, BootClient>,
+    configMaps: configMaps.cache as Map<string, RenderedConfigMap>,
+    namespace: args.namespace,
+    api: createOperatorApi(apis, {
+      namespace: args.namespace,
+      identity: args.identity,
+      fence: isLeader,
+    }),
+    queue,
+    metrics,
+    log,
+    renderOptions: { shardCount: args.shards, maxShardBytes: args.maxShardBytes },
+    isLeader,
+  });
+  const elector: LeaderElector = new LeaderElector({
+    api: apis.coordination,
+    namespace: args.namespace,
+    name: args.leaseName,
+    identity: args.identity,
+    leaseDurationSeconds: args.leaseDurationSeconds,
+    renewDeadlineMs: args.renewDeadlineMs,
+    retryPeriodMs: args.retryPeriodMs,
+    log,
+    onStartedLeading: () => {
+      metrics.leader.set(1);
+      controller.enqueueRender();
+    },
+    onStoppedLeading: () => {
+      metrics.leader.set(0);
+      queue.shutDown();
+      void stop().then(() => process.exit(1));
+    },
+  });
+  const ready = () => bootClients.hasSynced && configMaps.hasSynced;
+  const http = await startHttpServer({
+    port: args.metricsPort,
+    host: args.metricsListen,
+    registry: metrics.registry,
+    ready,
+    log,
+  });
+  bootClients.start();
+  configMaps.start();
+  await Promise.all([bootClients.synced, configMaps.synced]);
+  elector.start();
+  const workers = controller.runWorkers(args.workers);
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      queue.shutDown();
+      bootClients.stop();
+      configMaps.stop();
+      await elector.stop();
+      metrics.leader.set(0);
+      await workers;
+      await http.close();
+      log.info({}, 'Operator stopped');
+    })());
+  return stop;
+}
