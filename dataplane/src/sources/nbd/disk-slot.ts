@@ -1,0 +1,284 @@
+/**
+ * One client's NBD disk through its life: disconnected → connecting → connected, or
+ * failed (backing off before the next try). Owned by DiskRegistry.
+ */
+import type { Logger } from 'pino';
+import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
+import type { DataplaneMetrics } from '../../metrics.ts';
+import { DiskError } from '../disk-session.ts';
+import type { DiskBackendName, DiskConnector, DiskSession } from '../disk-session.ts';
+
+export interface DiskSlotOptions {
+  clientIp: string;
+  file: string;
+  config: NbdConfig;
+  backends: DiskBackendName[];
+  connectors: Partial<Record<DiskBackendName, DiskConnector>>;
+  logger: Logger;
+  metrics: DataplaneMetrics;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  idleTimeoutMs: number;
+  /** Asks the registry for room under --max-sessions; false when none can be made. */
+  makeRoom(): boolean;
+}
+
+export type SlotState = 'disconnected' | 'connecting' | 'connected' | 'failed' | 'retired';
+
+export interface SlotStatus {
+  client: string;
+  file: string;
+  url: string;
+  state: SlotState;
+  backend: DiskBackendName | null;
+  activeFiles: number;
+  failures: number;
+  lastError: { code: string; reason: string; message: string; at: string } | null;
+  nextRetryAt: string | null;
+  connectedAt: string | null;
+  lastUsedAt: string;
+}
+
+function toDiskError(err: unknown): DiskError {
+  if (err instanceof DiskError) return err;
+  return new DiskError('RTFTP_ERR_NBD_CONNECT', 'other', (err as Error)?.message ?? String(err), {
+    cause: err,
+  });
+}
+
+export class DiskSlot {
+  readonly config: NbdConfig;
+  readonly idleTimeoutMs: number;
+  private state: SlotState = 'disconnected';
+  private session: DiskSession | undefined;
+  private backend: DiskBackendName | null = null;
+  private connecting: Promise<void> | undefined;
+  private connectAbort: AbortController | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private nextRetryAt = 0;
+  private lastError: SlotStatus['lastError'] = null;
+  private connectedAt: Date | null = null;
+  private activeFiles = 0;
+  private whenNoFiles: (() => void) | undefined;
+  lastUsed = Date.now();
+
+  constructor(private readonly opts: DiskSlotOptions) {
+    this.config = opts.config;
+    this.idleTimeoutMs = opts.idleTimeoutMs;
+  }
+
+  get holdsSession(): boolean {
+    return this.session !== undefined || this.connecting !== undefined;
+  }
+
+  get idleClosable(): boolean {
+    return this.session !== undefined && this.activeFiles === 0 && this.state !== 'retired';
+  }
+
+  fileOpened(): void {
+    this.activeFiles++;
+    this.lastUsed = Date.now();
+  }
+
+  fileClosed(): void {
+    this.activeFiles--;
+    this.lastUsed = Date.now();
+    if (this.activeFiles === 0) this.whenNoFiles?.();
+  }
+
+  touch(): void {
+    this.lastUsed = Date.now();
+  }
+
+  connectInBackground(why: string): void {
+    void this.startConnect(why);
+  }
+
+  private startConnect(why: string): Promise<void> | undefined {
+    if (this.connecting || this.state === 'retired') return this.connecting;
+    if (!this.opts.makeRoom()) {
+      this.recordError(
+        new DiskError(
+          'RTFTP_ERR_NBD_MAX_SESSIONS',
+          'other',
+          'every allowed disk session is in use (--max-sessions)',
+        ),
+      );
+      return undefined;
+    }
+    clearTimeout(this.retryTimer);
+    this.state = 'connecting';
+    const abort = new AbortController();
+    this.connectAbort = abort;
+    const { logger, metrics } = this.opts;
+    logger.info({ why, url: this.config.url, backends: this.opts.backends }, 'Disk connecting');
+    this.connecting = (async () => {
+      for (const backend of this.opts.backends) {
+        const connector = this.opts.connectors[backend]!;
+        const started = Date.now();
+        try {
+          const session = await connector({
+            config: this.config,
+            configName: this.opts.file,
+            logger,
+            signal: abort.signal,
+          });
+          if (abort.signal.aborted) {
+            await session.close();
+            return;
+          }
+          this.session = session;
+          this.backend = backend;
+          this.state = 'connected';
+          this.connectedAt = new Date();
+          this.failures = 0;
+          this.lastError = null;
+          this.lastUsed = Date.now();
+          metrics.nbdSessionsActive.inc({ backend });
+          metrics.nbdLaunchSeconds.observe({ backend }, (Date.now() - started) / 1000);
+          logger.info({ backend, durationMs: Date.now() - started }, 'Disk connected');
+          return;
+        } catch (err) {
+          if (abort.signal.aborted) return;
+          const e = toDiskError(err);
+          metrics.nbdLaunchFailures.inc({ backend, reason: e.reason });
+          this.recordError(e);
+          logger.warn(
+            {
+              backend,
+              reason: e.reason,
+              code: e.code,
+              err: e.message,
+              durationMs: Date.now() - started,
+            },
+            'Disk connect failed',
+          );
+          // 'auto' tries the other backend only when this one cannot read the filesystem.
+          if (this.config.backend !== 'auto' || e.reason !== 'unsupported-filesystem') break;
+        }
+      }
+      this.scheduleRetry();
+    })().finally(() => {
+      this.connecting = undefined;
+      if (this.connectAbort === abort) this.connectAbort = undefined;
+    });
+    return this.connecting;
+  }
+
+  private recordError(e: DiskError): void {
+    this.lastError = {
+      code: e.code,
+      reason: e.reason,
+      message: e.message,
+      at: new Date().toISOString(),
+    };
+  }
+
+  private scheduleRetry(): void {
+    this.state = 'failed';
+    this.failures++;
+    const backoff = Math.min(
+      this.opts.retryMaxMs,
+      this.opts.retryBaseMs * 2 ** (this.failures - 1),
+    );
+    const delay = Math.round(backoff * (0.8 + Math.random() * 0.4));
+    this.nextRetryAt = Date.now() + delay;
+    // A prefetched disk comes back by itself; a lazy one on its next request.
+    if (this.config.prefetch) {
+      this.retryTimer = setTimeout(() => this.connectInBackground('retry'), delay);
+      this.retryTimer.unref();
+    }
+  }
+
+  async acquire(
+    waitMs: number,
+    signal: AbortSignal,
+  ): Promise<
+    | { status: 'ready'; session: DiskSession }
+    | { status: 'unavailable'; reason: string }
+    | { status: 'not-ready' }
+  > {
+    if (this.state === 'retired') return { status: 'unavailable', reason: 'config removed' };
+    this.lastUsed = Date.now();
+    if (this.session && !this.session.healthy) this.dropSession('session failed');
+    if (this.session) return { status: 'ready', session: this.session };
+    let connecting = this.connecting;
+    if (!connecting) {
+      if (this.state === 'failed' && Date.now() < this.nextRetryAt) {
+        const inS = Math.ceil((this.nextRetryAt - Date.now()) / 1000);
+        return {
+          status: 'unavailable',
+          reason: `${this.lastError?.message ?? 'disk failed'} (retry in ${inS} s)`,
+        };
+      }
+      connecting = this.startConnect('request');
+      if (!connecting)
+        return { status: 'unavailable', reason: this.lastError?.message ?? 'disk not connected' };
+    }
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const outcome = await Promise.race([
+      connecting.then(() => 'done' as const),
+      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs))),
+      new Promise<'aborted'>((r) => {
+        onAbort = () => r('aborted');
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+    if (outcome === 'timeout') return { status: 'not-ready' };
+    if (outcome === 'aborted') return { status: 'unavailable', reason: 'request abandoned' };
+    // Re-read: the connect above changed it (TypeScript's narrowing does not know).
+    const session = this.session as DiskSession | undefined;
+    if (session?.healthy) return { status: 'ready', session };
+    return { status: 'unavailable', reason: this.lastError?.message ?? 'disk not connected' };
+  }
+
+  /** Closes the session (if no file is open, unless `force`) and any connect in flight. */
+  async disconnect(why: string, force = false): Promise<void> {
+    if (force) {
+      clearTimeout(this.retryTimer);
+      this.connectAbort?.abort();
+    }
+    if (this.session && (force || this.activeFiles === 0)) await this.dropSession(why);
+  }
+
+  private dropSession(why: string): Promise<void> {
+    const session = this.session;
+    if (!session) return Promise.resolve();
+    this.session = undefined;
+    if (this.state !== 'retired') this.state = 'disconnected';
+    if (this.backend) this.opts.metrics.nbdSessionsActive.dec({ backend: this.backend });
+    this.opts.logger.info({ backend: this.backend, reason: why }, 'Disk disconnected');
+    this.connectedAt = null;
+    return session.close().catch(() => undefined);
+  }
+
+  /** Config changed or removed: no new use; closes once the open files are closed. */
+  async retire(why: string): Promise<void> {
+    this.state = 'retired';
+    clearTimeout(this.retryTimer);
+    this.connectAbort?.abort();
+    if (this.activeFiles > 0) await new Promise<void>((r) => (this.whenNoFiles = r));
+    await this.dropSession(why);
+  }
+
+  status(): SlotStatus {
+    return {
+      client: this.opts.clientIp,
+      file: this.opts.file,
+      url: this.config.url,
+      state: this.state,
+      backend: this.backend,
+      activeFiles: this.activeFiles,
+      failures: this.failures,
+      lastError: this.lastError,
+      nextRetryAt: this.state === 'failed' ? new Date(this.nextRetryAt).toISOString() : null,
+      connectedAt: this.connectedAt?.toISOString() ?? null,
+      lastUsedAt: new Date(this.lastUsed).toISOString(),
+    };
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The 'guestfs' DiskConnector: decides KVM once (kvm-probe.ts), prepares the children's
+ * environment once, then launches one GuestfishSession per connect.
+ */
+import type { Logger } from 'pino';
+import type { DataplaneMetrics } from '../../metrics.ts';
+import type { DiskConnector } from '../disk-session.ts';
+import { prepareApplianceEnv } from './appliance-env.ts';
+import { GuestfishSession } from './guestfish-session.ts';
+import { decideKvm } from './kvm-probe.ts';
+import type { KvmMode } from './kvm-probe.ts';
+
+export interface GuestfsConnectorOptions {
+  workDir: string;
+  logger: Logger;
+  metrics: DataplaneMetrics;
+  memsizeMiB: number;
+  kvm: KvmMode;
+  launchTimeoutMs: number;
+  commandTimeoutMs: number;
+  chunkBytes: number;
+  readAhead: number;
+  refreshAfterMs: number;
+  guestfishPath?: string;
+}
+
+export interface GuestfsConnector {
+  connect: DiskConnector;
+  /** Probes KVM and prepares the environment; connect() waits for it anyway. */
+  prepare(): Promise<void>;
+  readonly kvmAvailable: boolean | undefined;
+}
+
+export function createGuestfsConnector(opts: GuestfsConnectorOptions): GuestfsConnector {
+  let envPromise: Promise<NodeJS.ProcessEnv> | undefined;
+  let kvmAvailable: boolean | undefined;
+  const prepare = () => {
+    envPromise ??= (async () => {
+      const kvm = await decideKvm(opts.kvm);
+      kvmAvailable = kvm.available;
+      opts.metrics.kvmAvailable.set(kvm.available ? 1 : 0);
+      const fields = { kvm: kvm.available, reason: kvm.reason, durationMs: kvm.durationMs };
+      if (kvm.available) opts.logger.info(fields, 'KVM probed: appliances use KVM');
+      else
+        opts.logger.warn(fields, 'KVM probed: unusable, appliances fall back to TCG (force_tcg)');
+      return prepareApplianceEnv({ workDir: opts.workDir, kvmAvailable: kvm.available });
+    })();
+    return envPromise;
+  };
+  const connect: DiskConnector = async ({ config, configName, logger, signal }) => {
+    const env = await prepare();
+    return GuestfishSession.connect(
+      {
+        config,
+        configName,
+        logger,
+        env,
+        memsizeMiB: opts.memsizeMiB,
+        launchTimeoutMs: opts.launchTimeoutMs,
+        commandTimeoutMs: opts.commandTimeoutMs,
+        chunkBytes: opts.chunkBytes,
+        readAhead: opts.readAhead,
+        refreshAfterMs: opts.refreshAfterMs,
+        ...(opts.guestfishPath ? { guestfishPath: opts.guestfishPath } : {}),
+        onRead: (n) => opts.metrics.nbdReadBytes.inc({ backend: 'guestfs' }, n),
+        onReadError: () => opts.metrics.nbdReadErrors.inc({ backend: 'guestfs' }),
+      },
+      signal,
+    );
+  };
+  return {
+    connect,
+    prepare: async () => {
+      await prepare();
+    },
+    get kvmAvailable() {
+      return kvmAvailable;
+    },
+  };
+}

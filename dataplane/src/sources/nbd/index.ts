@@ -1,0 +1,123 @@
+/**
+ * The NBD part of the dataplane, in one factory for main.ts: the config watcher, the
+ * disk registry with its connectors (guestfs here; 'native' passed in by the caller),
+ * and the FileSource that sits between the client dir and default/.
+ */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
+import { NbdConfigWatcher } from '../../config/nbd-config-watcher.ts';
+import type { DataplaneMetrics } from '../../metrics.ts';
+import type { DiskConnector } from '../disk-session.ts';
+import type { FileSource } from '../source.ts';
+import { DiskRegistry } from './disk-registry.ts';
+import { createGuestfsConnector } from './guestfs-connector.ts';
+import type { KvmMode } from './kvm-probe.ts';
+import { NbdSource } from './nbd-source.ts';
+
+export interface NbdSourceOptions {
+  root: string;
+  /** Where `<ip>.nbd` files are (default: root). */
+  configDir?: string;
+  logger: Logger;
+  metrics: DataplaneMetrics;
+  idleTimeoutS: number;
+  diskWaitS: number;
+  maxSessions: number;
+  applianceMemoryMiB: number;
+  workDir?: string;
+  /** Connectors by backend; 'guestfs' defaults to the libguestfs one. */
+  connectors?: { guestfs?: DiskConnector; native?: DiskConnector };
+  /** For backend 'auto': whether the native reader can serve a config. */
+  canServeNatively?: (config: NbdConfig) => boolean;
+  /** --nbd-kvm: 'auto' probes (default). */
+  kvm?: KvmMode;
+  /** --nbd-launch-timeout: seconds for an appliance to launch (default 180). */
+  launchTimeoutS?: number;
+  /** --nbd-read-timeout: seconds a disk command may make no progress (default 30). */
+  readTimeoutS?: number;
+  /** --nbd-chunk-size: bytes per pread (default 1 MiB, max 2 MiB). */
+  chunkBytes?: number;
+  /** --nbd-read-ahead: chunks read ahead per open file (default 2). */
+  readAhead?: number;
+  /** --nbd-refresh-after: seconds of quiet after which the disk is remounted before an open (default 3). */
+  refreshAfterS?: number;
+  /** --config-rescan: seconds between safety-net rescans of the config dir (default 10). */
+  rescanIntervalS?: number;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+}
+
+export interface NbdSourceHandle {
+  source: FileSource;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** JSON for GET /status. */
+  status(): { kvmAvailable: boolean | null; configs: unknown[]; disks: unknown[] };
+}
+
+export const MAX_CHUNK_BYTES = 2 * 1024 * 1024;
+
+export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
+  const logger = opts.logger;
+  const guestfs = opts.connectors?.guestfs
+    ? undefined
+    : createGuestfsConnector({
+        workDir: opts.workDir ?? join(tmpdir(), `rtftp-${process.pid}`),
+        logger,
+        metrics: opts.metrics,
+        memsizeMiB: opts.applianceMemoryMiB,
+        kvm: opts.kvm ?? 'auto',
+        launchTimeoutMs: (opts.launchTimeoutS ?? 180) * 1000,
+        commandTimeoutMs: (opts.readTimeoutS ?? 30) * 1000,
+        chunkBytes: Math.min(opts.chunkBytes ?? 1024 * 1024, MAX_CHUNK_BYTES),
+        readAhead: opts.readAhead ?? 2,
+        refreshAfterMs: (opts.refreshAfterS ?? 3) * 1000,
+      });
+  const connectors = {
+    guestfs: opts.connectors?.guestfs ?? guestfs!.connect,
+    ...(opts.connectors?.native ? { native: opts.connectors.native } : {}),
+  };
+  const registry = new DiskRegistry({
+    connectors,
+    ...(opts.canServeNatively ? { canServeNatively: opts.canServeNatively } : {}),
+    logger,
+    metrics: opts.metrics,
+    idleTimeoutMs: opts.idleTimeoutS * 1000,
+    maxSessions: opts.maxSessions,
+    ...(opts.retryBaseMs !== undefined ? { retryBaseMs: opts.retryBaseMs } : {}),
+    ...(opts.retryMaxMs !== undefined ? { retryMaxMs: opts.retryMaxMs } : {}),
+  });
+  const watcher = new NbdConfigWatcher({
+    dir: opts.configDir ?? opts.root,
+    logger,
+    metrics: opts.metrics,
+    rescanIntervalMs: (opts.rescanIntervalS ?? 10) * 1000,
+  });
+  watcher.on('added', (ip, config, file) => registry.setConfig(ip, config, file));
+  watcher.on('changed', (ip, config, _prev, file) => registry.setConfig(ip, config, file));
+  watcher.on('removed', (ip) => registry.removeConfig(ip));
+
+  return {
+    source: new NbdSource(registry, opts.diskWaitS * 1000),
+    start: async () => {
+      // The KVM probe and env preparation run before the first connect (which waits for them).
+      const prepared = guestfs?.prepare();
+      await watcher.start();
+      await prepared;
+    },
+    stop: async () => {
+      watcher.stop();
+      await registry.stop();
+    },
+    status: () => ({
+      kvmAvailable: guestfs?.kvmAvailable ?? null,
+      configs: watcher.status(),
+      disks: registry.status(),
+    }),
+  };
+}
+
+export { NbdConfigWatcher } from '../../config/nbd-config-watcher.ts';
+export { killAllGuestfish } from './guestfish-process.ts';
