@@ -43,6 +43,7 @@ export interface SyncArgs extends Common {
 const OPTIONS = {
   namespace: { type: 'string' },
   'watch-namespace': { type: 'string' },
+  'all-namespaces': { type: 'boolean' },
   'metrics-port': { type: 'string' },
   'metrics-listen': { type: 'string' },
   'watch-timeout': { type: 'string' },
@@ -60,7 +61,7 @@ const OPTIONS = {
   help: { type: 'boolean' },
 } as const;
 
-export const USAGE = `usage: rtftp-operator [controller] [--namespace NS] [--watch-namespace NS] [--metrics-port N] [--metrics-listen ADDR]
+export const USAGE = `usage: rtftp-operator [controller] [--namespace NS] [--watch-namespace NS | --all-namespaces] [--metrics-port N] [--metrics-listen ADDR]
          [--shards N] [--workers N] [--lease-name NAME] [--lease-duration S] [--renew-deadline S] [--retry-period S]
          [--identity ID] [--watch-timeout S] [--log-level LEVEL]
        rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--metrics-port N] [--watch-timeout S]`;
@@ -112,6 +113,8 @@ export function parseCli(
     if (!dir) throw new UsageError('sync needs --dir DIR (the directory the dataplane reads)');
     return { ...common, mode, dir, selector: get('selector') ?? RENDERED_SELECTOR };
   }
+  const allNamespaces =
+    parsed.values['all-namespaces'] === true || env.RTFTP_OPERATOR_ALL_NAMESPACES === 'true';
   const leaseDurationSeconds = num('lease-duration', 15, 1, 3600);
   const renewDeadlineMs =
     num('renew-deadline', Math.min(10, leaseDurationSeconds * 0.66), 0.1, 3600, false) * 1000;
@@ -120,7 +123,8 @@ export function parseCli(
   return {
     ...common,
     mode,
-    watchNamespace: get('watch-namespace') ?? '',
+    // BootClients of the operator's own namespace unless told otherwise ('' = all namespaces).
+    watchNamespace: allNamespaces ? '' : (get('watch-namespace') ?? namespace),
     shards: num('shards', 16, 1, 256),
     maxShardBytes: num('max-shard-bytes', 900 * 1024, 1024, 1000 * 1024),
     workers: num('workers', 4, 1, 64),
