@@ -1,0 +1,98 @@
+/**
+ * Network namespaces for tests that need real, distinct client addresses: a server
+ * namespace joined by one veth pair to each client namespace. Nothing here touches
+ * the host's own namespace beyond creating and deleting these.
+ */
+import { spawnSync } from 'node:child_process';
+
+let made = 0;
+
+function ip(...args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) {
+    throw Object.assign(new Error(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`), {
+      code: 'TEST_NETNS_FAILED',
+    });
+  }
+}
+
+/** Why namespaces cannot be made here, or undefined when they can. */
+export function netnsMissingReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'network namespaces need root';
+  const name = `rt-probe-${process.pid}`;
+  const r = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
+  if (r.status !== 0) return `ip netns add failed: ${r.stderr.trim()}`;
+  spawnSync('ip', ['netns', 'del', name]);
+  return undefined;
+}
+
+export interface ClientSeat {
+  netns: string;
+  /** The client's own address, as the server sees it. */
+  address: string;
+  /** The server's address on this client's link. */
+  serverAddress: string;
+}
+
+export interface StarTopology {
+  server: string;
+  clients: ClientSeat[];
+  destroy(): void;
+}
+
+/**
+ * Server namespace + `clientCount` client namespaces; client i is 10.99.<i+1>.2 and
+ * reaches the server at 10.99.<i+1>.1. Names carry the PID so parallel runs never clash.
+ */
+export function createStarTopology(tag: string, clientCount: number): StarTopology {
+  const id = `${process.pid % 100000}${made++}`;
+  const server = `rt-${tag}-${id}-srv`;
+  const namespaces: string[] = [];
+  const destroy = () => {
+    for (const ns of namespaces.reverse()) spawnSync('ip', ['netns', 'del', ns]);
+  };
+  try {
+    ip('netns', 'add', server);
+    namespaces.push(server);
+    ip('-n', server, 'link', 'set', 'lo', 'up');
+    const clients: ClientSeat[] = [];
+    for (let i = 0; i < clientCount; i++) {
+      const netns = `rt-${tag}-${id}-c${i}`;
+      ip('netns', 'add', netns);
+      namespaces.push(netns);
+      ip('-n', netns, 'link', 'set', 'lo', 'up');
+      const srvIf = `v${id}s${i}`;
+      const cliIf = `v${id}c${i}`;
+      ip('-n', server, 'link', 'add', srvIf, 'type', 'veth', 'peer', 'name', cliIf, 'netns', netns);
+      const net = `10.99.${i + 1}`;
+      ip('-n', server, 'addr', 'add', `${net}.1/24`, 'dev', srvIf);
+      ip('-n', server, 'link', 'set', srvIf, 'up');
+      ip('-n', netns, 'addr', 'add', `${net}.2/24`, 'dev', cliIf);
+      ip('-n', netns, 'link', 'set', cliIf, 'up');
+      clients.push({ netns, address: `${net}.2`, serverAddress: `${net}.1` });
+    }
+    return { server, clients, destroy };
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+}
+
+/**
+ * One namespace with loopback and a dummy interface: some servers (in.tftpd) exit
+ * silently when loopback is the only interface.
+ */
+export function createIsolatedNamespace(tag: string): { netns: string; destroy(): void } {
+  const netns = `rt-${tag}-${process.pid % 100000}${made++}`;
+  ip('netns', 'add', netns);
+  try {
+    ip('-n', netns, 'link', 'set', 'lo', 'up');
+    ip('-n', netns, 'link', 'add', 'dummy0', 'type', 'dummy');
+    ip('-n', netns, 'addr', 'add', '10.98.0.1/24', 'dev', 'dummy0');
+    ip('-n', netns, 'link', 'set', 'dummy0', 'up');
+  } catch (err) {
+    spawnSync('ip', ['netns', 'del', netns]);
+    throw err;
+  }
+  return { netns, destroy: () => void spawnSync('ip', ['netns', 'del', netns]) };
+}
