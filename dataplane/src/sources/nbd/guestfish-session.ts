@@ -22,11 +22,8 @@ import {
   sessionFailure,
 } from './guestfs-errors.ts';
 
-export interface GuestfishSessionOptions {
-  config: NbdConfig;
-  configName: string;
-  logger: Logger;
-  env: NodeJS.ProcessEnv;
+/** How appliances are run and read: the same for every session of a daemon. */
+export interface ApplianceTuning {
   memsizeMiB: number;
   launchTimeoutMs: number;
   /** No-progress timeout of every other command (a hung NBD server). */
@@ -35,6 +32,13 @@ export interface GuestfishSessionOptions {
   readAhead: number;
   refreshAfterMs: number;
   guestfishPath?: string;
+}
+
+export interface GuestfishSessionOptions extends ApplianceTuning {
+  config: NbdConfig;
+  configName: string;
+  logger: Logger;
+  env: NodeJS.ProcessEnv;
   onRead?: (bytes: number) => void;
   onReadError?: () => void;
 }

@@ -7,21 +7,15 @@ import type { DataplaneMetrics } from '../../metrics.ts';
 import type { DiskConnector } from '../disk-session.ts';
 import { prepareApplianceEnv } from './appliance-env.ts';
 import { GuestfishSession } from './guestfish-session.ts';
+import type { ApplianceTuning } from './guestfish-session.ts';
 import { decideKvm } from './kvm-probe.ts';
 import type { KvmMode } from './kvm-probe.ts';
 
-export interface GuestfsConnectorOptions {
+export interface GuestfsConnectorOptions extends ApplianceTuning {
   workDir: string;
   logger: Logger;
   metrics: DataplaneMetrics;
-  memsizeMiB: number;
   kvm: KvmMode;
-  launchTimeoutMs: number;
-  commandTimeoutMs: number;
-  chunkBytes: number;
-  readAhead: number;
-  refreshAfterMs: number;
-  guestfishPath?: string;
 }
 
 export interface GuestfsConnector {
@@ -47,21 +41,16 @@ export function createGuestfsConnector(opts: GuestfsConnectorOptions): GuestfsCo
     })();
     return envPromise;
   };
+  const { workDir: _w, logger: _l, metrics: _m, kvm: _k, ...tuning } = opts;
   const connect: DiskConnector = async ({ config, configName, logger, signal }) => {
     const env = await prepare();
     return GuestfishSession.connect(
       {
+        ...tuning,
         config,
         configName,
         logger,
         env,
-        memsizeMiB: opts.memsizeMiB,
-        launchTimeoutMs: opts.launchTimeoutMs,
-        commandTimeoutMs: opts.commandTimeoutMs,
-        chunkBytes: opts.chunkBytes,
-        readAhead: opts.readAhead,
-        refreshAfterMs: opts.refreshAfterMs,
-        ...(opts.guestfishPath ? { guestfishPath: opts.guestfishPath } : {}),
         onRead: (n) => opts.metrics.nbdReadBytes.inc({ backend: 'guestfs' }, n),
         onReadError: () => opts.metrics.nbdReadErrors.inc({ backend: 'guestfs' }),
       },
