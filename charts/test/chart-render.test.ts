@@ -133,6 +133,12 @@ describe('chart renders', { skip }, () => {
       `${RELEASE}-rtftp-operator`,
     ]);
     for (const m of monitors) assert.equal(m.metadata.labels?.release, 'kube-prometheus-stack');
+    const endpoints = (m: K8sObject) =>
+      (m as unknown as { spec: { endpoints: { port: string }[] } }).spec.endpoints;
+    assert.deepEqual(
+      endpoints(findObject(objects, 'ServiceMonitor', '-dataplane')).map((e) => e.port),
+      ['metrics', 'sync-metrics'],
+    );
     assert.equal(objects.filter((o) => o.kind === 'Service').length, 2);
     findObject(objects, 'PrometheusRule');
     const dashboard = findObject(objects, 'ConfigMap', '-dashboard');

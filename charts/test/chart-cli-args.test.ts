@@ -1,0 +1,87 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseCli as parseDataplaneCli } from '../../dataplane/src/cli.ts';
+import { parseCli as parseOperatorCli } from '../../operator/src/cli.ts';
+import {
+  NAMESPACE,
+  VALUE_SETS,
+  containerOf,
+  findObject,
+  helmMissingReason,
+  podSpecOf,
+  renderChart,
+  type Container,
+} from './helm.ts';
+
+const skip = helmMissingReason();
+if (skip) console.log(`# skipped chart command-line tests: ${skip}`);
+
+/** The environment the kubelet gives the container: its env entries, with downward-API values made up. */
+function envOf(container: Container): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const e of container.env ?? []) {
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    env[e.name] =
+      (e as { value?: string }).value ??
+      (field === 'status.hostIP'
+        ? '192.168.10.2'
+        : field === 'metadata.namespace'
+          ? NAMESPACE
+          : 'pod-0');
+  }
+  return env;
+}
+
+/** Arguments after the kubelet expands $(VAR) references from the container's env. */
+function argsOf(container: Container): string[] {
+  const env = envOf(container);
+  return (container.args ?? []).map((a) =>
+    a.replace(/\$\((\w+)\)/g, (_, name: string) => env[name] ?? `$(${name})`),
+  );
+}
+
+describe('the chart passes arguments the programs accept', { skip }, () => {
+  for (const [name, values] of Object.entries(VALUE_SETS)) {
+    test(`the real command-line parsers accept what values "${name}" renders`, () => {
+      const objects = renderChart(values);
+      const ds = objects.find((o) => o.kind === 'DaemonSet');
+      if (ds) {
+        const tftp = containerOf(ds, 'tftp');
+        assert.equal(tftp.command?.[1], '/app/bin/rtftp.js');
+        const options = parseDataplaneCli(argsOf(tftp), envOf(tftp));
+        assert.ok(options, 'dataplane parser returned help');
+        const port = (values as { dataplane?: { port?: number } }).dataplane?.port ?? 69;
+        assert.equal(options.port, port);
+        assert.equal(options.configDir, '/run/rtftp/configs');
+        assert.equal(options.root, '/srv/rtftp');
+        const sync = podSpecOf(ds).containers.find((c) => c.name === 'config-sync');
+        if (sync) {
+          assert.deepEqual(sync.command, ['node', '/app/bin/rtftp-operator.js', 'sync']);
+          const args = parseOperatorCli(['sync', ...argsOf(sync)], envOf(sync));
+          assert.ok(args !== 'help' && args.mode === 'sync');
+          assert.equal(args.dir, options.configDir, 'sync writes where the dataplane reads');
+          assert.equal(args.selector, 'rtftp.io/rendered-configs=true');
+          assert.equal(args.metricsPort, 9670);
+        }
+      }
+      const deploy = objects.find((o) => o.kind === 'Deployment');
+      if (deploy) {
+        const operator = containerOf(deploy, 'operator');
+        const args = parseOperatorCli(argsOf(operator), envOf(operator));
+        assert.ok(args !== 'help' && args.mode === 'controller');
+        assert.equal(args.namespace, NAMESPACE);
+        const all = (values as { operator?: { watchAllNamespaces?: boolean } }).operator
+          ?.watchAllNamespaces;
+        assert.equal(args.watchNamespace, all ? '' : NAMESPACE);
+      }
+    });
+  }
+
+  test('listen addresses reach the dataplane, the node IP included', () => {
+    const tftp = containerOf(findObject(renderChart(VALUE_SETS.pinned!), 'DaemonSet'), 'tftp');
+    assert.deepEqual(parseDataplaneCli(argsOf(tftp), envOf(tftp))?.listen, [
+      '192.168.10.1',
+      '192.168.10.2',
+    ]);
+  });
+});
