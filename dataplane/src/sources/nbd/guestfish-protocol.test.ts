@@ -57,7 +57,7 @@ describe('guestfish framing', () => {
 
 describe('ChunkedReader', () => {
   it('serves any block from chunked fetches, holding a bounded number of chunks', async () => {
-    const data = Buffer.alloc(10_000).map((_, i) => i % 251);
+    const data = Buffer.from(Array.from({ length: 10_000 }, (_, i) => i % 251));
     const fetched: number[] = [];
     let inFlightMax = 0;
     let inFlight = 0;
