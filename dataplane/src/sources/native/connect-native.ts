@@ -5,6 +5,7 @@
 import { DiskError } from '../disk-session.ts';
 import type { DiskConnectOptions } from '../disk-session.ts';
 import type { DataplaneMetrics } from '../../metrics.ts';
+import type { NbdMount } from '../../../../common/src/nbd-config.ts';
 import { CachedDisk, DEFAULT_CACHE_BYTES, DiskRange } from './block-cache.ts';
 import type { BlockReader } from './block-cache.ts';
 import { openFilesystem } from './detect-filesystem.ts';
@@ -44,60 +45,13 @@ export async function connectNative(opts: NativeConnectOptions): Promise<NativeD
         metrics.nbdReadBytes.inc({ backend: 'native' }, bytes);
       }
     });
-    const epoch = disk.newEpoch();
-    let table: Partition[] | undefined;
-    const mounted: Mounted[] = [];
-    for (const [i, m] of config.mounts.entries()) {
-      signal.throwIfAborted();
-      let dev: BlockReader = disk;
-      if (m.partition > 0) {
-        table ??= await readPartitionTable(disk, epoch);
-        const p = table.find((x) => x.number === m.partition);
-        if (!p) {
-          const have = table.map((x) => x.number).join(', ') || 'none';
-          throw diskError(
-            NativeErrorCode.PartitionMissing,
-            'partition-missing',
-            `${describe}: mounts[${i}]: partition ${m.partition} does not exist (partitions: ${have})`,
-          );
-        }
-        if (p.extended) {
-          throw diskError(
-            NativeErrorCode.MountFailed,
-            'mount-failed',
-            `${describe}: mounts[${i}]: partition ${m.partition} is an extended partition, not a filesystem`,
-          );
-        }
-        dev = new DiskRange(disk, p.start, p.size);
-      }
-      const fs = await openFilesystem(
-        dev,
-        epoch,
-        `${describe}: mounts[${i}] (partition ${m.partition})`,
-      );
-      let mountpoint = m.mountpoint;
-      if (mountpoint !== '/') {
-        // As with libguestfs, the mountpoint must be a directory in the tree mounted so far.
-        const at = await new VirtualFs(mounted).resolve(mountpoint, epoch);
-        if (at.status !== 'found' || at.node.kind !== 'dir') {
-          throw diskError(
-            NativeErrorCode.MountFailed,
-            'mount-failed',
-            `${describe}: mounts[${i}].mountpoint ${mountpoint} is not a directory in the filesystems mounted before it`,
-          );
-        }
-        mountpoint = at.path;
-      }
-      mounted.push({ mountpoint, fs });
-      opts.logger.debug(
-        { configName, partition: m.partition, mountpoint, fs: fs.type },
-        'Filesystem mounted natively',
-      );
-    }
+    const vfs = await mountFilesystems(disk, config.mounts, describe, signal, (fields) =>
+      opts.logger.debug({ configName, ...fields }, 'Filesystem mounted natively'),
+    );
     return new NativeDiskSession({
       client,
       disk,
-      vfs: new VirtualFs(mounted),
+      vfs,
       describe,
       ...(metrics && { onReadError: () => metrics.nbdReadErrors.inc({ backend: 'native' }) }),
     });
@@ -108,4 +62,65 @@ export async function connectNative(opts: NativeConnectOptions): Promise<NativeD
       throw diskError(NativeErrorCode.Aborted, 'other', `${describe}: connect aborted`, err);
     throw corrupt(`${describe}: ${(err as Error).message}`, err);
   }
+}
+
+/**
+ * Mounts `mounts` in order on `disk`, as libguestfs would: the partition must exist and
+ * hold a filesystem we read, the mountpoint must be a directory of what is mounted so far.
+ */
+export async function mountFilesystems(
+  disk: CachedDisk,
+  mounts: readonly NbdMount[],
+  describe: string,
+  signal?: AbortSignal,
+  onMounted?: (fields: { partition: number; mountpoint: string; fs: string }) => void,
+): Promise<VirtualFs> {
+  const epoch = disk.newEpoch();
+  let table: Partition[] | undefined;
+  const mounted: Mounted[] = [];
+  for (const [i, m] of mounts.entries()) {
+    signal?.throwIfAborted();
+    let dev: BlockReader = disk;
+    if (m.partition > 0) {
+      table ??= await readPartitionTable(disk, epoch);
+      const p = table.find((x) => x.number === m.partition);
+      if (!p) {
+        const have = table.map((x) => x.number).join(', ') || 'none';
+        throw diskError(
+          NativeErrorCode.PartitionMissing,
+          'partition-missing',
+          `${describe}: mounts[${i}]: partition ${m.partition} does not exist (partitions: ${have})`,
+        );
+      }
+      if (p.extended) {
+        throw diskError(
+          NativeErrorCode.MountFailed,
+          'mount-failed',
+          `${describe}: mounts[${i}]: partition ${m.partition} is an extended partition, not a filesystem`,
+        );
+      }
+      dev = new DiskRange(disk, p.start, p.size);
+    }
+    const fs = await openFilesystem(
+      dev,
+      epoch,
+      `${describe}: mounts[${i}] (partition ${m.partition})`,
+    );
+    let mountpoint = m.mountpoint;
+    if (mountpoint !== '/') {
+      // As with libguestfs, the mountpoint must be a directory in the tree mounted so far.
+      const at = await new VirtualFs(mounted).resolve(mountpoint, epoch);
+      if (at.status !== 'found' || at.node.kind !== 'dir') {
+        throw diskError(
+          NativeErrorCode.MountFailed,
+          'mount-failed',
+          `${describe}: mounts[${i}].mountpoint ${mountpoint} is not a directory in the filesystems mounted before it`,
+        );
+      }
+      mountpoint = at.path;
+    }
+    mounted.push({ mountpoint, fs });
+    onMounted?.({ partition: m.partition, mountpoint, fs: fs.type });
+  }
+  return new VirtualFs(mounted);
 }

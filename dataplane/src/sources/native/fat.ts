@@ -5,6 +5,7 @@
  */
 import type { BlockReader } from './block-cache.ts';
 import { check, corrupt } from './errors.ts';
+import { ClusterChain } from './fat-chain.ts';
 import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 
 const Attr = {
@@ -24,8 +25,8 @@ interface FatNode extends FsNode {
   readonly cluster: number;
   /** Byte offset of the short directory entry (revalidation), -1 for the root. */
   readonly entryOffset: number;
-  /** Cluster runs found so far: [firstIndexInFile, cluster, count]. */
-  runs?: [number, number, number][];
+  /** The cluster chain, followed as far as reads needed it. */
+  chain?: ClusterChain;
 }
 
 interface Geometry {
@@ -171,31 +172,25 @@ class FatFilesystem implements Filesystem {
     return c >= 2 && c < this.g.clusters + 2;
   }
 
-  /**
-   * The cluster holding cluster-index `index` of the node's chain, or null past its end.
-   * The chain is followed lazily and kept as runs; a chain longer than the volume has
-   * clusters is a loop.
-   */
+  /** The cluster at chain position `index` of the node, or null past the chain's end. */
   private async clusterAt(node: FatNode, index: number, epoch: number): Promise<number | null> {
-    if (!node.runs) {
+    if (!node.chain) {
       if (node.cluster === 0) return null;
       check(this.validCluster(node.cluster), `first cluster ${node.cluster} out of range`);
-      node.runs = [[0, node.cluster, 1]];
+      node.chain = new ClusterChain(node.cluster);
     }
-    for (;;) {
-      const last = node.runs[node.runs.length - 1]!;
-      const [first, start, count] = last;
-      if (index < first + count) {
-        for (const [f, s, c] of node.runs) if (index >= f && index < f + c) return s + (index - f);
+    const chain = node.chain;
+    while (index >= chain.length) {
+      if (chain.ended) return null;
+      const next = await this.fatEntry(chain.lastCluster, epoch);
+      if (this.isEnd(next)) {
+        chain.ended = true;
         return null;
       }
-      const next = await this.fatEntry(start + count - 1, epoch);
-      if (this.isEnd(next)) return null;
       check(this.validCluster(next), `FAT chain points to cluster ${next}, outside the volume`);
-      check(first + count < this.g.clusters, 'FAT chain loops (longer than the volume)');
-      if (next === start + count) last[2]++;
-      else node.runs.push([first + count, next, 1]);
+      chain.append(next);
     }
+    return chain.at(index) ?? null;
   }
 
   private clusterOffset(cluster: number): number {

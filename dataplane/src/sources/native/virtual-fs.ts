@@ -4,6 +4,7 @@
  * symlinks followed inside this tree only: an absolute target starts again at its root,
  * `..` stops at its root (as in a chroot), and hops are bounded.
  */
+import { corrupt } from './errors.ts';
 import type { Filesystem, FsNode } from './filesystem.ts';
 
 export const MAX_SYMLINK_HOPS = 40; // Linux's MAXSYMLINKS
@@ -79,4 +80,36 @@ export class VirtualFs {
     const last = stack[stack.length - 1]!;
     return { status: 'found', node: last.node, fs: last.fs, path: pathOf(stack) };
   }
+
+  /**
+   * Every path of the tree, depth first, symlinks not followed (listings, tests).
+   * Bounded: more than `limit` entries is an error rather than unbounded work.
+   */
+  async walk(epoch: number, limit = 100_000): Promise<WalkEntry[]> {
+    const out: WalkEntry[] = [];
+    const visit = async (dir: string): Promise<void> => {
+      const r = await this.resolve(dir, epoch);
+      if (r.status !== 'found') return;
+      for (const e of await r.fs.list(r.node, epoch)) {
+        const path = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
+        if (out.length >= limit) throw corrupt(`more than ${limit} entries in the tree`);
+        // A mountpoint shows the mounted filesystem's root, as in the kernel.
+        const mounted = this.mountAt(path);
+        const node = mounted ? await mounted.root(epoch) : e.node;
+        const entry: WalkEntry = { path, kind: node.kind, size: node.size };
+        if (node.kind === 'symlink') entry.target = await r.fs.readlink(node, epoch);
+        out.push(entry);
+        if (node.kind === 'dir') await visit(path);
+      }
+    };
+    await visit('/');
+    return out;
+  }
+}
+
+export interface WalkEntry {
+  path: string;
+  kind: FsNode['kind'];
+  size: number;
+  target?: string;
 }
