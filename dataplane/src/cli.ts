@@ -1,0 +1,263 @@
+/**
+ * Command line of `rtftp`: the original RTFTP's arguments plus ours. Every flag can also
+ * come from an environment variable (RTFTP_<FLAG>), as container users expect; a flag
+ * given on the command line wins. Bad arguments are a CliError: one line, exit code 2.
+ */
+import { parseArgs } from 'node:util';
+import { isIP } from 'node:net';
+
+export interface DataplaneOptions {
+  root: string;
+  configDir: string;
+  listen: string[] | 'all';
+  port: number;
+  idleTimeoutS: number;
+  metricsPort: number;
+  metricsListen: string;
+  maxTransfers: number;
+  maxTransfersPerClient: number;
+  timeoutMs: number;
+  retries: number;
+  maxWindowBytes: number;
+  gracePeriodS: number;
+  diskWaitS: number;
+  maxSessions: number;
+  applianceMemoryMiB: number;
+  workDir: string;
+  logLevel: string;
+}
+
+export class CliError extends Error {
+  readonly code = 'RTFTP_ERR_CLI';
+}
+
+interface FlagSpec {
+  env: string;
+  help: string;
+  default?: string;
+  kind: 'string' | 'int' | 'boolean';
+  min?: number;
+  max?: number;
+}
+
+const FLAGS: Record<string, FlagSpec> = {
+  root: {
+    env: 'RTFTP_ROOT',
+    kind: 'string',
+    help: 'root directory: <ip>/ per-client dirs, default/, <ip>.nbd configs',
+  },
+  'config-dir': {
+    env: 'RTFTP_CONFIG_DIR',
+    kind: 'string',
+    help: 'where <ip>.nbd configs live (default: the root)',
+  },
+  listen: {
+    env: 'RTFTP_LISTEN',
+    kind: 'string',
+    default: 'all',
+    help: 'comma-separated addresses to serve on, or "all" (each local address bound separately)',
+  },
+  port: {
+    env: 'RTFTP_PORT',
+    kind: 'int',
+    default: '69',
+    min: 0,
+    max: 65535,
+    help: 'UDP port (0 = any free port)',
+  },
+  'idle-timeout': {
+    env: 'RTFTP_IDLE_TIMEOUT',
+    kind: 'int',
+    default: '300',
+    min: 1,
+    max: 604800,
+    help: 'seconds without a transfer before an NBD disk is closed',
+  },
+  'metrics-port': {
+    env: 'RTFTP_METRICS_PORT',
+    kind: 'int',
+    default: '9669',
+    min: 0,
+    max: 65535,
+    help: 'HTTP port for /metrics, /healthz, /readyz, /status (0 = off)',
+  },
+  'metrics-listen': {
+    env: 'RTFTP_METRICS_LISTEN',
+    kind: 'string',
+    default: '0.0.0.0',
+    help: 'address of the HTTP server',
+  },
+  'max-transfers': {
+    env: 'RTFTP_MAX_TRANSFERS',
+    kind: 'int',
+    default: '2000',
+    min: 1,
+    max: 1_000_000,
+    help: 'concurrent transfers overall; more get ERROR 0 "server busy"',
+  },
+  'max-transfers-per-client': {
+    env: 'RTFTP_MAX_TRANSFERS_PER_CLIENT',
+    kind: 'int',
+    default: '32',
+    min: 1,
+    max: 1_000_000,
+    help: 'concurrent transfers per client address',
+  },
+  'timeout-ms': {
+    env: 'RTFTP_TIMEOUT_MS',
+    kind: 'int',
+    default: '1000',
+    min: 10,
+    max: 255_000,
+    help: 'retransmission timeout when the client negotiates none',
+  },
+  retries: {
+    env: 'RTFTP_RETRIES',
+    kind: 'int',
+    default: '5',
+    min: 0,
+    max: 100,
+    help: 'timeouts in a row before a transfer is abandoned',
+  },
+  'max-window-bytes': {
+    env: 'RTFTP_MAX_WINDOW_BYTES',
+    kind: 'int',
+    default: String(1 << 20),
+    min: 65536,
+    max: 1 << 28,
+    help: 'memory bound per transfer: windowsize × blksize is capped to this',
+  },
+  'grace-period': {
+    env: 'RTFTP_GRACE_PERIOD',
+    kind: 'int',
+    default: '30',
+    min: 0,
+    max: 3600,
+    help: 'seconds running transfers may finish after SIGTERM',
+  },
+  'disk-wait': {
+    env: 'RTFTP_DISK_WAIT',
+    kind: 'int',
+    default: '90',
+    min: 0,
+    max: 3600,
+    help: 'seconds a request waits for its NBD disk to connect',
+  },
+  'max-sessions': {
+    env: 'RTFTP_MAX_SESSIONS',
+    kind: 'int',
+    default: '16',
+    min: 1,
+    max: 100_000,
+    help: 'NBD disks connected at once (idle ones closed first)',
+  },
+  'appliance-memory': {
+    env: 'RTFTP_APPLIANCE_MEMORY',
+    kind: 'int',
+    default: '256',
+    min: 256,
+    max: 65536,
+    help: 'MiB of memory per libguestfs appliance',
+  },
+  'work-dir': {
+    env: 'RTFTP_WORK_DIR',
+    kind: 'string',
+    help: 'private scratch dir for appliances (default: $TMPDIR/rtftp-<pid>)',
+  },
+  'log-level': {
+    env: 'RTFTP_LOG_LEVEL',
+    kind: 'string',
+    default: 'info',
+    help: 'trace, debug, info, warn, error',
+  },
+  help: { env: '', kind: 'boolean', help: 'show this help' },
+};
+
+export function usage(): string {
+  const lines = [
+    'Usage: rtftp --root DIR [options]',
+    '',
+    'Options (each also from its environment variable):',
+  ];
+  for (const [name, f] of Object.entries(FLAGS)) {
+    const def = f.default !== undefined ? ` [default: ${f.default}]` : '';
+    const env = f.env ? ` (${f.env})` : '';
+    lines.push(`  --${name.padEnd(26)}${f.help}${def}${env}`);
+  }
+  return lines.join('\n');
+}
+
+function intValue(name: string, raw: string, f: FlagSpec): number {
+  if (!/^[0-9]+$/.test(raw))
+    throw new CliError(`--${name}: not a whole number: ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if ((f.min !== undefined && n < f.min) || (f.max !== undefined && n > f.max)) {
+    throw new CliError(`--${name}: ${n} is out of range ${f.min}..${f.max}`);
+  }
+  return n;
+}
+
+/** Parses argv + env; returns null when --help was asked. */
+export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptions | null {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const options = Object.fromEntries(
+      Object.entries(FLAGS).map(([k, f]) => [
+        k,
+        { type: f.kind === 'boolean' ? ('boolean' as const) : ('string' as const) },
+      ]),
+    );
+    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new CliError((err as Error).message.split('\n')[0]!);
+  }
+  if (values.help) return null;
+  const get = (name: string): string | undefined => {
+    const v = values[name];
+    if (typeof v === 'string') return v;
+    const f = FLAGS[name]!;
+    return (
+      (f.env && env[f.env] !== undefined && env[f.env] !== '' ? env[f.env] : undefined) ?? f.default
+    );
+  };
+  const int = (name: string) => intValue(name, get(name)!, FLAGS[name]!);
+  const root = get('root');
+  if (!root) throw new CliError('--root is required (or RTFTP_ROOT)');
+  const listenRaw = get('listen')!;
+  let listen: string[] | 'all' = 'all';
+  if (listenRaw !== 'all' && listenRaw !== '0.0.0.0' && listenRaw !== '::' && listenRaw !== '*') {
+    listen = listenRaw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    for (const a of listen) {
+      if (!isIP(a.replace(/%.*$/, '')))
+        throw new CliError(`--listen: not an IP address: ${JSON.stringify(a)}`);
+    }
+    if (listen.length === 0) throw new CliError('--listen: no address given');
+  }
+  const logLevel = get('log-level')!;
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) {
+    throw new CliError(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
+  }
+  return {
+    root,
+    configDir: get('config-dir') ?? root,
+    listen,
+    port: int('port'),
+    idleTimeoutS: int('idle-timeout'),
+    metricsPort: int('metrics-port'),
+    metricsListen: get('metrics-listen')!,
+    maxTransfers: int('max-transfers'),
+    maxTransfersPerClient: int('max-transfers-per-client'),
+    timeoutMs: int('timeout-ms'),
+    retries: int('retries'),
+    maxWindowBytes: int('max-window-bytes'),
+    gracePeriodS: int('grace-period'),
+    diskWaitS: int('disk-wait'),
+    maxSessions: int('max-sessions'),
+    applianceMemoryMiB: int('appliance-memory'),
+    workDir: get('work-dir') ?? '',
+    logLevel,
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * Cuts a file into TFTP blocks with bounded memory: it reads the file sequentially in
+ * chunks (one syscall serves many small blocks) and copies each block into its packet
+ * slot, where it stays until acknowledged so a retransmission needs no re-read.
+ * Memory: one chunk + `slots × (blksize + 4)` bytes, never the file.
+ */
+import type { OpenedFile } from '../sources/source.ts';
+import { writeDataHeader } from './codec.ts';
+
+const CHUNK_TARGET = 64 * 1024;
+
+export class BlockReader {
+  private readonly packets: Buffer;
+  private readonly lengths: Int32Array;
+  private readonly chunk: Buffer;
+  private chunkStart = 0;
+  private chunkLen = 0;
+  /** Stream offset where the file ended, once seen. */
+  private eofAt: number | null = null;
+  private nextBlock = 1;
+  /** Payload bytes of every block cut so far (each block counted once). */
+  bytesRead = 0;
+
+  constructor(
+    private readonly file: OpenedFile,
+    private readonly blksize: number,
+    private readonly slots: number,
+  ) {
+    this.packets = Buffer.allocUnsafe(slots * (blksize + 4));
+    this.lengths = new Int32Array(slots);
+    const chunkSize = Math.max(blksize, Math.floor(CHUNK_TARGET / blksize) * blksize);
+    this.chunk = Buffer.allocUnsafe(chunkSize);
+  }
+
+  /** The DATA packet of block `n` (must be buffered and not yet overwritten). */
+  packet(n: number): Buffer {
+    const slot = n % this.slots;
+    const start = slot * (this.blksize + 4);
+    const p = this.packets.subarray(start, start + 4 + this.lengths[slot]!);
+    writeDataHeader(p, n);
+    return p;
+  }
+
+  payloadLength(n: number): number {
+    return this.lengths[n % this.slots]!;
+  }
+
+  /** Fills blocks up to `upTo`; resolves the highest block filled and whether it is the last. */
+  async readUpTo(upTo: number): Promise<{ upTo: number; eof: boolean }> {
+    while (this.nextBlock <= upTo) {
+      const n = this.nextBlock;
+      const offset = (n - 1) * this.blksize;
+      const chunkEnd = this.chunkStart + this.chunkLen;
+      if (offset + this.blksize > chunkEnd && (this.eofAt === null || offset < this.eofAt)) {
+        if (this.eofAt === null || chunkEnd < this.eofAt) await this.refill(offset);
+      }
+      const available = Math.min(this.chunkStart + this.chunkLen, this.eofAt ?? Infinity) - offset;
+      const len = Math.max(0, Math.min(this.blksize, available));
+      const slot = n % this.slots;
+      this.chunk.copy(
+        this.packets,
+        slot * (this.blksize + 4) + 4,
+        offset - this.chunkStart,
+        offset - this.chunkStart + len,
+      );
+      this.lengths[slot] = len;
+      this.bytesRead += len;
+      this.nextBlock = n + 1;
+      if (len < this.blksize) return { upTo: n, eof: true };
+    }
+    return { upTo, eof: false };
+  }
+
+  /** Reads the chunk that starts at `offset`; a short read only happens at end of file. */
+  private async refill(offset: number): Promise<void> {
+    // Keep the not-yet-cut tail of the current chunk (blocks never straddle chunks
+    // when the chunk is a multiple of blksize, but a short read can leave a partial one).
+    let have = 0;
+    const keepFrom = offset - this.chunkStart;
+    if (keepFrom >= 0 && keepFrom < this.chunkLen) {
+      have = this.chunkLen - keepFrom;
+      this.chunk.copy(this.chunk, 0, keepFrom, this.chunkLen);
+    }
+    this.chunkStart = offset;
+    while (have < this.chunk.length) {
+      const got = await this.file.read(this.chunk, have, this.chunk.length - have, offset + have);
+      if (got <= 0) {
+        this.eofAt = offset + have;
+        break;
+      }
+      have += got;
+    }
+    this.chunkLen = have;
+  }
+}
