@@ -17,6 +17,8 @@ export interface Faults {
   latencyMs: number;
   /** Share (0..1) of writes answered 500 without effect. */
   failWriteRatio: number;
+  /** Which writes may fail, matched against `VERB group/version/plural[/status]`; all when unset. */
+  failWriteMatch?: RegExp;
 }
 
 export interface FakeApiServerOptions {
@@ -189,8 +191,10 @@ export class FakeApiServer {
       const { def, ns, name, sub } = this.route(url);
       const method = req.method ?? 'GET';
       if (method !== 'GET') {
-        this.count(this.writeCounts, `${method} ${def.id}${sub ? '/' + sub : ''}`);
-        if (this.faults.failWriteRatio && Math.random() < this.faults.failWriteRatio)
+        const what = `${method} ${def.id}${sub ? '/' + sub : ''}`;
+        this.count(this.writeCounts, what);
+        const mayFail = !this.faults.failWriteMatch || this.faults.failWriteMatch.test(what);
+        if (mayFail && this.faults.failWriteRatio && Math.random() < this.faults.failWriteRatio)
           throw new ApiError(500, 'InternalError', 'injected write failure');
       }
       if (sub && !(sub === 'status' && def.statusSubresource))
