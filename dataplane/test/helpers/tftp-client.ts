@@ -22,6 +22,8 @@ export interface DownloadRequest {
   /** Give up after this many retransmits in a row. */
   maxRetries?: number;
   keep?: boolean;
+  /** The exact RRQ bytes to send (firmware replays); built from file/mode/options otherwise. */
+  rrq?: Buffer;
 }
 
 export interface DownloadResult {
@@ -56,7 +58,7 @@ export async function downloadFile(req: DownloadRequest): Promise<DownloadResult
   let blksize = 512;
   let windowsize = 1;
   let serverPort: number | undefined;
-  let lastSent = encodeRrq(req.file, req.mode ?? 'octet', req.options ?? {});
+  let lastSent = req.rrq ?? encodeRrq(req.file, req.mode ?? 'octet', req.options ?? {});
   let lastSentPort = req.port;
   // Total blocks received in order; the wire carries it modulo 65536 (rollover to 0).
   let received = 0;

@@ -147,6 +147,8 @@ export async function startRtftp(o: RtftpOptions): Promise<RunningServer> {
     (o.listen ?? ['127.0.0.1']).join(','),
     '--port',
     String(o.port ?? 0),
+    // Off unless asked for: its default port (9669) would clash between parallel tests.
+    ...(o.args?.includes('--metrics-port') ? [] : ['--metrics-port', '0']),
     ...(o.args ?? []),
   ];
   const [cmd, args] = inNetns(o.netns, argv);

@@ -1,0 +1,255 @@
+/**
+ * Protocol edge cases on the wire, packet by packet: what a server must refuse, what
+ * it must accept, and the retransmission rules that keep a transfer from running wild.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { makeTempDir, seededBytes, sha256 } from './helpers/fixtures.ts';
+import type { TempDir } from './helpers/fixtures.ts';
+import {
+  serverMissingReason,
+  servedTree,
+  startServerUnderTest,
+} from './helpers/server-under-test.ts';
+import { downloadFile } from './helpers/tftp-client.ts';
+import {
+  ErrorCode,
+  decodePacket,
+  describePacket,
+  encodeAck,
+  encodeRrq,
+  encodeWrq,
+} from './helpers/tftp-packets.ts';
+import type { Packet } from './helpers/tftp-packets.ts';
+import type { RunningServer } from './helpers/tftp-servers.ts';
+import { UdpEndpoint } from './helpers/udp-endpoint.ts';
+
+const BLOCKS20 = 512 * 19 + 100; // 20 blocks at 512
+const NETASCII_TEXT = Buffer.from(
+  Array.from({ length: 300 }, (_, i) => `line ${i}\n${i % 7 === 0 ? 'bare\rcr\n' : ''}`).join(''),
+  'latin1',
+);
+
+/** RFC 764 netascii: LF → CR LF, CR → CR NUL. */
+function toNetascii(data: Buffer): Buffer {
+  return Buffer.from(
+    data.toString('latin1').replace(/\r/g, '\r\0').replace(/\n/g, '\r\n'),
+    'latin1',
+  );
+}
+
+describe('TFTP protocol edge cases', { skip: serverMissingReason() }, () => {
+  let dir: TempDir;
+  let server: RunningServer;
+  const data20 = seededBytes(BLOCKS20, 40);
+  const socket = () => UdpEndpoint.open();
+
+  before(async () => {
+    dir = makeTempDir('rtftp-edges');
+    const tree = servedTree(dir.file('root'));
+    writeFileSync(`${tree.defaultDir}/twenty.bin`, data20);
+    writeFileSync(`${tree.defaultDir}/text.txt`, NETASCII_TEXT);
+    server = await startServerUnderTest(tree);
+  });
+
+  after(async () => {
+    await server?.stop();
+    dir?.remove();
+  });
+
+  async function firstReply(request: Buffer): Promise<{ p: Packet; port: number; raw: Buffer }> {
+    const s = await socket();
+    try {
+      await s.send(request, server.port);
+      const d = await s.receive(3000);
+      assert.ok(d, `no answer to ${request.toString('hex')}`);
+      return { p: decodePacket(d.msg), port: d.port, raw: d.msg };
+    } finally {
+      s.close();
+    }
+  }
+
+  async function assertError(request: Buffer, codes: number[]) {
+    const { p, raw } = await firstReply(request);
+    assert.equal(p.kind, 'error', `expected ERROR ${codes.join('/')}, got ${describePacket(raw)}`);
+    if (p.kind === 'error') assert.ok(codes.includes(p.code), `got ${describePacket(raw)}`);
+  }
+
+  it('answers WRQ with ERROR 2 (access violation; the design also allows 4)', async () => {
+    await assertError(encodeWrq('upload.bin'), [
+      ErrorCode.AccessViolation,
+      ErrorCode.IllegalOperation,
+    ]);
+  });
+
+  it('answers an unknown opcode with ERROR 4', async () => {
+    await assertError(Buffer.from('\x00\x63junk\x00octet\x00', 'latin1'), [
+      ErrorCode.IllegalOperation,
+    ]);
+  });
+
+  it('answers mode "mail" with ERROR 4', async () => {
+    await assertError(encodeRrq('twenty.bin', 'mail'), [ErrorCode.IllegalOperation]);
+  });
+
+  it('accepts upper-case mode and option names', async () => {
+    const r = await downloadFile({
+      host: '127.0.0.1',
+      port: server.port,
+      file: 'twenty.bin',
+      mode: 'OCTET',
+      options: { BLKSIZE: '1024', TSIZE: '0' },
+    });
+    assert.ok(r.ok, r.failure ?? JSON.stringify(r.error));
+    assert.equal(r.sha256, sha256(data20));
+    assert.deepEqual(r.oack, { blksize: '1024', tsize: String(BLOCKS20) });
+  });
+
+  for (const [name, value] of [
+    ['blksize', '7'],
+    ['blksize', '65465'],
+    ['blksize', '99999999999999999999'],
+    ['timeout', '0'],
+    ['timeout', '256'],
+    ['windowsize', '0'],
+    ['windowsize', '65536'],
+    ['tsize', '-1'],
+  ] as const) {
+    it(`does not echo the out-of-range option ${name} ${value}`, async () => {
+      const r = await downloadFile({
+        host: '127.0.0.1',
+        port: server.port,
+        file: 'twenty.bin',
+        options: { [name]: value },
+      });
+      // RFC 2347 lets a server refuse the negotiation with ERROR 8 instead of ignoring it.
+      if (r.error?.code === ErrorCode.OptionRefused) return;
+      assert.ok(r.ok, r.failure ?? JSON.stringify(r.error));
+      assert.equal(r.sha256, sha256(data20));
+      assert.notEqual(r.oack?.[name], value, `OACK echoed ${name} ${value}`);
+      // RFC 2348: a server may answer a too-big blksize with a smaller one, never a bigger.
+      if (name === 'blksize' && r.oack?.blksize !== undefined) {
+        const b = Number(r.oack.blksize);
+        assert.ok(b >= 8 && b <= 65464, `OACK blksize ${b} is out of range`);
+      }
+    });
+  }
+
+  it('converts netascii (LF → CR LF, CR → CR NUL) and reports the converted tsize', async () => {
+    const expected = toNetascii(NETASCII_TEXT);
+    const r = await downloadFile({
+      host: '127.0.0.1',
+      port: server.port,
+      file: 'text.txt',
+      mode: 'netascii',
+      options: { tsize: '0' },
+      keep: true,
+    });
+    assert.ok(r.ok, r.failure ?? JSON.stringify(r.error));
+    assert.equal(r.data?.toString('latin1'), expected.toString('latin1'));
+    assert.equal(r.oack?.tsize, String(expected.length));
+  });
+
+  it('starts one transfer for a duplicated RRQ from the same port', async () => {
+    const s = await socket();
+    try {
+      const request = encodeRrq('twenty.bin');
+      await s.send(request, server.port);
+      await s.send(request, server.port);
+      // Not acknowledging: the one transfer retransmits DATA 1; a second would show a second TID.
+      const got = await s.collect(2500);
+      const tids = new Set(got.map((d) => d.port));
+      assert.equal(tids.size, 1, `DATA came from ${tids.size} TIDs: ${[...tids].join(', ')}`);
+      assert.ok(got.every((d) => describePacket(d.msg) === 'DATA 1 (512 bytes)'));
+    } finally {
+      s.close();
+    }
+  });
+
+  it('starts a new transfer for an RRQ from the port of a finished transfer', async () => {
+    const s = await socket();
+    try {
+      for (let round = 0; round < 2; round++) {
+        await s.send(encodeRrq('twenty.bin'), server.port);
+        const received: Buffer[] = [];
+        for (let block = 1; ; block++) {
+          const d = await s.receive(3000);
+          assert.ok(d, `round ${round}: no DATA ${block}`);
+          const p = decodePacket(d.msg);
+          assert.ok(
+            p.kind === 'data' && p.block === block,
+            `round ${round}: got ${describePacket(d.msg)}`,
+          );
+          received.push(p.data);
+          await s.send(encodeAck(block), d.port);
+          if (p.data.length < 512) break;
+        }
+        assert.equal(sha256(Buffer.concat(received)), sha256(data20), `round ${round}`);
+      }
+    } finally {
+      s.close();
+    }
+  });
+
+  it("does not resend on late duplicate ACKs (no Sorcerer's Apprentice storm)", async () => {
+    const s = await socket();
+    let dataPackets = 0;
+    try {
+      await s.send(encodeRrq('twenty.bin'), server.port);
+      let expected = 1;
+      for (;;) {
+        const d = await s.receive(3000);
+        assert.ok(d, `no DATA ${expected}`);
+        const p = decodePacket(d.msg);
+        assert.equal(p.kind, 'data', describePacket(d.msg));
+        if (p.kind !== 'data') return;
+        dataPackets++;
+        if (p.block !== expected) continue;
+        // The ACK for this block, then a late duplicate of the previous one.
+        await s.send(encodeAck(p.block), d.port);
+        if (p.block > 1) await s.send(encodeAck(p.block - 1), d.port);
+        expected++;
+        if (p.data.length < 512) break;
+      }
+      const extra = await s.collect(500);
+      dataPackets += extra.length;
+    } finally {
+      s.close();
+    }
+    // 20 blocks; a server that resends on every duplicate ACK sends about twice that.
+    assert.ok(dataPackets <= 22, `server sent ${dataPackets} DATA packets for 20 blocks`);
+  });
+
+  it('answers a stranger TID with ERROR 5 and the real transfer completes', async () => {
+    const s = await socket();
+    const stranger = await socket();
+    try {
+      await s.send(encodeRrq('twenty.bin'), server.port);
+      const received: Buffer[] = [];
+      for (let block = 1; ; block++) {
+        const d = await s.receive(3000);
+        assert.ok(d, `no DATA ${block}`);
+        const p = decodePacket(d.msg);
+        assert.ok(p.kind === 'data' && p.block === block, describePacket(d.msg));
+        received.push(p.data);
+        if (block === 3) {
+          await stranger.send(encodeAck(3), d.port);
+          const reply = await stranger.receive(3000);
+          assert.ok(reply, 'no answer to the stranger');
+          const e = decodePacket(reply.msg);
+          assert.ok(
+            e.kind === 'error' && e.code === ErrorCode.UnknownTid,
+            describePacket(reply.msg),
+          );
+        }
+        await s.send(encodeAck(block), d.port);
+        if (p.data.length < 512) break;
+      }
+      assert.equal(sha256(Buffer.concat(received)), sha256(data20));
+    } finally {
+      s.close();
+      stranger.close();
+    }
+  });
+});
