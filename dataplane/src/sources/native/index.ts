@@ -5,14 +5,16 @@
  * reason 'unsupported-filesystem' (decided at connect time, per disk).
  */
 import type { DiskConnector } from '../disk-session.ts';
-import { connectNative as connect } from './connect-native.ts';
+import { connectNative } from './connect-native.ts';
 
 export type { NativeConnectOptions } from './connect-native.ts';
 export type { NativeDiskSession } from './native-session.ts';
 export { NativeErrorCode } from './errors.ts';
 export { REVALIDATE_BYTES } from './native-session.ts';
 
-export const connectNative: DiskConnector & typeof connect = connect;
+export { connectNative };
+/** connectNative is a DiskConnector (checked here); it also takes NativeConnectOptions. */
+export const nativeConnector: DiskConnector = connectNative;
 
 /** True when a failed native connect means "use libguestfs for this disk" under `auto`. */
 export function shouldFallBackToGuestfs(err: unknown): boolean {
