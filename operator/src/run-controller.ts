@@ -18,6 +18,14 @@ import { LeaderElector } from './kube/leader-election.ts';
 import { createOperatorApi } from './kube/operator-api.ts';
 import { createOperatorMetrics } from './metrics.ts';
 
+/** Whether an update changes anything render() reads: spec (via generation) or deletion. */
+function affectsRender(previous: BootClient, next: BootClient): boolean {
+  return (
+    previous.metadata.generation !== next.metadata.generation ||
+    previous.metadata.deletionTimestamp !== next.metadata.deletionTimestamp
+  );
+}
+
 export async function runController(
   args: ControllerArgs,
   log: Logger,
@@ -32,6 +40,12 @@ export async function runController(
   const common = { log, watchTimeoutSeconds: args.watchTimeoutSeconds, onEvent: enqueue };
   const bootClients = bootClientInformer(apis, args.watchNamespace, {
     ...common,
+    // controller-runtime's GenerationChangedPredicate: a status-only update (most of them
+    // ours) changes nothing render reads, and re-rendering on each would be O(n^2) at scale.
+    onEvent: (event, obj, previous) => {
+      if (event === 'update' && previous && !affectsRender(previous, obj)) return;
+      enqueue();
+    },
     onRestart: onRestart('bootclients'),
   });
   const configMaps = configMapInformer(apis, args.namespace, RENDERED_SELECTOR, {

@@ -20,6 +20,7 @@ import type { WorkQueue } from './work-queue.ts';
 export const RENDER_KEY = 'render';
 const STATUS_PREFIX = 'status:';
 const MAX_CONFLICT_RETRIES = 5;
+const RENDER_DEBOUNCE_MS = 20;
 
 export interface RenderedConfigMap {
   metadata?: { name?: string; resourceVersion?: string };
@@ -47,15 +48,41 @@ function sameData(a: Record<string, string> | undefined, b: Map<string, string>)
   return ak.every((k) => a![k] === b.get(k));
 }
 
+/**
+ * The cached object, or the one we wrote when the cache still shows what it replaced (or
+ * nothing yet, for a create); forgets our copy once the cache has moved past it.
+ */
+function freshestOf<T extends { metadata?: { resourceVersion?: string } }>(
+  cached: T | undefined,
+  key: string,
+  written: Map<string, { before: string; object: T }>,
+): T | undefined {
+  const w = written.get(key);
+  if (!w) return cached;
+  const rv = cached?.metadata?.resourceVersion ?? '';
+  if (rv === w.before) return w.object;
+  written.delete(key);
+  return cached;
+}
+
 export class Controller {
   private last: RenderResult | undefined;
   /** Status we wrote, until the informer shows it: avoids a second write from a stale cache. */
   private readonly written = new Map<string, { before: string; object: BootClient }>();
+  /** The same for ConfigMaps: a second render before the informer caught up would get a 409. */
+  private readonly writtenConfigMaps = new Map<
+    string,
+    { before: string; object: RenderedConfigMap }
+  >();
 
   constructor(private readonly o: ControllerOptions) {}
 
+  /**
+   * Queues the whole-world render after a short delay, so a burst of events (a relist,
+   * `kubectl apply -f` of many objects) costs one render, not one per event.
+   */
   enqueueRender(): void {
-    this.o.queue.add(RENDER_KEY);
+    this.o.queue.addAfter(RENDER_KEY, RENDER_DEBOUNCE_MS);
   }
 
   async runWorkers(count: number): Promise<void> {
@@ -102,10 +129,22 @@ export class Controller {
     const result = render(this.o.bootClients.values(), this.o.renderOptions);
     let written = 0;
     for (const [name, data] of result.shards) {
-      const current = this.o.configMaps.get(`${this.o.namespace}/${name}`);
+      const current = freshestOf(
+        this.o.configMaps.get(`${this.o.namespace}/${name}`),
+        name,
+        this.writtenConfigMaps,
+      );
       if (current && sameData(current.data, data)) continue;
       try {
-        await this.o.api.putConfigMap(name, Object.fromEntries(data), current?.metadata);
+        const object = await this.o.api.putConfigMap(
+          name,
+          Object.fromEntries(data),
+          current?.metadata,
+        );
+        this.writtenConfigMaps.set(name, {
+          before: current?.metadata?.resourceVersion ?? '',
+          object,
+        });
         this.o.metrics.apiWrites.inc({ kind: 'configmap', result: 'success' });
         written++;
       } catch (err) {
@@ -148,14 +187,8 @@ export class Controller {
     return this.o.now?.() ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   }
 
-  /** The cached object, or the one we wrote when the cache still shows what it replaced. */
   private freshest(key: string): BootClient | undefined {
-    const cached = this.o.bootClients.get(key);
-    const w = this.written.get(key);
-    if (!cached || !w) return cached;
-    if (cached.metadata.resourceVersion === w.before) return w.object;
-    this.written.delete(key);
-    return cached;
+    return freshestOf(this.o.bootClients.get(key), key, this.written);
   }
 
   private async reconcileStatus(key: string): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import type { BootClient, BootClientStatus } from '../../../common/src/bootclient.ts';
 import type { ConditionEvent } from './conditions.ts';
+import type { RenderedConfigMap } from './controller.ts';
 
 /** A failed API call, with the HTTP status the server answered (undefined: no answer). */
 export class ApiCallError extends Error {
@@ -31,7 +32,7 @@ export interface OperatorApi {
     name: string,
     data: Record<string, string>,
     existing: { resourceVersion?: string } | undefined,
-  ): Promise<void>;
+  ): Promise<RenderedConfigMap>;
   getBootClient(namespace: string, name: string): Promise<BootClient | null>;
   /** PUT /status with the object's resourceVersion: 409 when it is stale. */
   writeStatus(bc: BootClient, status: BootClientStatus): Promise<BootClient>;

@@ -31,7 +31,8 @@ export interface InformerOptions<T extends KubeObject> {
   labelSelector?: string;
   watchTimeoutSeconds: number;
   log: Logger;
-  onEvent: (event: InformerEvent, obj: T) => void;
+  /** `previous` is the cached object an update replaced. */
+  onEvent: (event: InformerEvent, obj: T, previous?: T) => void;
   onRestart?: (reason: RestartReason) => void;
 }
 
@@ -98,7 +99,7 @@ export class Informer<T extends KubeObject> {
       this.cache.set(key, item);
       if (!old) this.o.onEvent('add', item);
       else if (old.metadata?.resourceVersion !== item.metadata?.resourceVersion)
-        this.o.onEvent('update', item);
+        this.o.onEvent('update', item, old);
     }
     for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
@@ -157,9 +158,10 @@ export class Informer<T extends KubeObject> {
           this.cache.delete(key);
           this.o.onEvent('delete', obj);
         } else if (phase === 'ADDED' || phase === 'MODIFIED') {
-          const existed = this.cache.has(key);
+          const previous = this.cache.get(key);
           this.cache.set(key, obj);
-          this.o.onEvent(existed ? 'update' : 'add', obj);
+          if (previous) this.o.onEvent('update', obj, previous);
+          else this.o.onEvent('add', obj);
         }
         if (rv) this.resourceVersion = rv;
       };

@@ -59,13 +59,12 @@ export function createOperatorApi(
       };
       const namespace = opts.namespace;
       if (existing)
-        await call(`replace ConfigMap ${name}`, () =>
+        return await call(`replace ConfigMap ${name}`, () =>
           apis.core.replaceNamespacedConfigMap({ name, namespace, body }),
         );
-      else
-        await call(`create ConfigMap ${name}`, () =>
-          apis.core.createNamespacedConfigMap({ namespace, body }),
-        );
+      return await call(`create ConfigMap ${name}`, () =>
+        apis.core.createNamespacedConfigMap({ namespace, body }),
+      );
     },
 
     async getBootClient(namespace, name) {

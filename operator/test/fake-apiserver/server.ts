@@ -26,6 +26,8 @@ export interface FakeApiServerOptions {
   maxHistory?: number;
   /** How often watches that asked for bookmarks get one. */
   bookmarkIntervalMs?: number;
+  /** Called for every request before it is handled (benchmarks time the first list with it). */
+  onRequest?: (method: string, url: URL) => void;
 }
 
 interface WatchConn {
@@ -60,11 +62,13 @@ export class FakeApiServer {
   private readonly watches = new Set<WatchConn>();
   private server: Server | undefined;
   private readonly bookmarkIntervalMs: number;
+  private readonly onRequest: FakeApiServerOptions['onRequest'];
 
   constructor(options: FakeApiServerOptions = {}) {
     this.store = new Store(options.maxHistory);
     this.resources = defaultResources(options.crdDir ?? REPO_CRD_DIR);
     this.bookmarkIntervalMs = options.bookmarkIntervalMs ?? 1000;
+    this.onRequest = options.onRequest;
   }
 
   async listen(): Promise<string> {
@@ -188,6 +192,7 @@ export class FakeApiServer {
     try {
       if (this.faults.latencyMs) await new Promise((r) => setTimeout(r, this.faults.latencyMs));
       const url = new URL(req.url ?? '/', 'http://x');
+      this.onRequest?.(req.method ?? 'GET', url);
       const { def, ns, name, sub } = this.route(url);
       const method = req.method ?? 'GET';
       if (method !== 'GET') {
