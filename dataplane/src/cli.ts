@@ -24,6 +24,10 @@ export interface DataplaneOptions {
   maxSessions: number;
   applianceMemoryMiB: number;
   workDir: string;
+  applianceCacheDir: string;
+  nbdKvm: 'auto' | 'on' | 'off';
+  nbdLaunchTimeoutS: number;
+  nbdReadTimeoutS: number;
   logLevel: string;
 }
 
@@ -164,6 +168,33 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: 'string',
     help: 'private scratch dir for appliances (default: $TMPDIR/rtftp-<pid>)',
   },
+  'appliance-cache-dir': {
+    env: 'RTFTP_APPLIANCE_CACHE_DIR',
+    kind: 'string',
+    help: 'where the libguestfs appliance is kept across restarts (default: <work-dir>/cache)',
+  },
+  'nbd-kvm': {
+    env: 'RTFTP_NBD_KVM',
+    kind: 'string',
+    default: 'auto',
+    help: 'KVM for appliances: auto (probe, fall back to TCG), on, off',
+  },
+  'nbd-launch-timeout': {
+    env: 'RTFTP_NBD_LAUNCH_TIMEOUT',
+    kind: 'int',
+    default: '180',
+    min: 5,
+    max: 3600,
+    help: 'seconds an appliance may take to launch',
+  },
+  'nbd-read-timeout': {
+    env: 'RTFTP_NBD_READ_TIMEOUT',
+    kind: 'int',
+    default: '30',
+    min: 1,
+    max: 3600,
+    help: 'seconds a disk read may make no progress before the disk is reconnected',
+  },
   'log-level': {
     env: 'RTFTP_LOG_LEVEL',
     kind: 'string',
@@ -240,6 +271,10 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) {
     throw new CliError(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
   }
+  const nbdKvm = get('nbd-kvm')!;
+  if (nbdKvm !== 'auto' && nbdKvm !== 'on' && nbdKvm !== 'off') {
+    throw new CliError(`--nbd-kvm: must be auto, on or off, not ${JSON.stringify(nbdKvm)}`);
+  }
   return {
     root,
     configDir: get('config-dir') ?? root,
@@ -258,6 +293,10 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     maxSessions: int('max-sessions'),
     applianceMemoryMiB: int('appliance-memory'),
     workDir: get('work-dir') ?? '',
+    applianceCacheDir: get('appliance-cache-dir') ?? '',
+    nbdKvm,
+    nbdLaunchTimeoutS: int('nbd-launch-timeout'),
+    nbdReadTimeoutS: int('nbd-read-timeout'),
     logLevel,
   };
 }

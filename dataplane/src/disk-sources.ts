@@ -1,11 +1,17 @@
 /**
- * The middle of the view chain: NBD disks declared by `<ip>.nbd` configs. Wired here so
- * main.ts stays about the server; the sources themselves live in sources/nbd and sources/native.
+ * The middle of the view chain: NBD disks declared by `<ip>.nbd` configs, read by the
+ * native reader (no VM) when it understands the filesystems, by libguestfs otherwise.
+ * Wired here so main.ts stays about the server.
  */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DataplaneOptions } from './cli.ts';
 import type { DataplaneMetrics } from './metrics.ts';
 import type { FileSource } from './sources/source.ts';
+import type { DiskConnectOptions } from './sources/disk-session.ts';
+import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
+import { connectNative } from './sources/native/index.ts';
 
 export interface DiskSources {
   sources: FileSource[];
@@ -14,9 +20,39 @@ export interface DiskSources {
 }
 
 export async function startDiskSources(
-  _opts: DataplaneOptions,
-  _logger: Logger,
-  _metrics: DataplaneMetrics,
+  opts: DataplaneOptions,
+  logger: Logger,
+  metrics: DataplaneMetrics,
 ): Promise<DiskSources> {
-  return { sources: [], status: () => ({}), stop: async () => undefined };
+  const workDir = opts.workDir || join(tmpdir(), `rtftp-${process.pid}`);
+  const nbd = createNbdSource({
+    root: opts.root,
+    configDir: opts.configDir,
+    logger,
+    metrics,
+    idleTimeoutS: opts.idleTimeoutS,
+    diskWaitS: opts.diskWaitS,
+    maxSessions: opts.maxSessions,
+    applianceMemoryMiB: opts.applianceMemoryMiB,
+    workDir,
+    ...(opts.applianceCacheDir ? { applianceCacheDir: opts.applianceCacheDir } : {}),
+    kvm: opts.nbdKvm,
+    launchTimeoutS: opts.nbdLaunchTimeoutS,
+    readTimeoutS: opts.nbdReadTimeoutS,
+    connectors: {
+      native: (o: DiskConnectOptions) =>
+        connectNative({ ...o, metrics, readTimeoutMs: opts.nbdReadTimeoutS * 1000 }),
+    },
+    // backend auto: try the native reader first; it declines (unsupported-filesystem)
+    // for anything it cannot read, and the registry then launches libguestfs.
+    canServeNatively: () => true,
+  });
+  // Appliances must never outlive the daemon, whatever way it exits.
+  process.once('exit', () => killAllGuestfish());
+  await nbd.start();
+  return {
+    sources: [nbd.source],
+    status: () => nbd.status(),
+    stop: () => nbd.stop(),
+  };
 }
