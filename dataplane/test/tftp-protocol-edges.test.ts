@@ -167,6 +167,35 @@ describe('TFTP protocol edge cases', { skip: serverMissingReason() }, () => {
     }
   });
 
+  it('ignores a retransmitted RRQ delivered late, after ACK 0 (a reordering link)', async () => {
+    // The client retransmitted its RRQ before the OACK reached it; the network delivers
+    // that copy after the client's ACK 0. It is the same request, not a new boot.
+    const s = await socket();
+    try {
+      const request = encodeRrq('twenty.bin', 'octet', { blksize: '512', tsize: '0' });
+      await s.send(request, server.port);
+      const oack = await s.receive(3000);
+      assert.ok(oack && decodePacket(oack.msg).kind === 'oack', 'no OACK');
+      await s.send(encodeAck(0), oack.port);
+      await s.send(request, server.port);
+      const received: Buffer[] = [];
+      const seen: string[] = [];
+      for (let block = 1; ; block++) {
+        const d = await s.receive(3000);
+        assert.ok(d, `no DATA ${block}; got so far: ${seen.join(', ')}`);
+        seen.push(`${describePacket(d.msg)} from ${d.port === oack.port ? 'the TID' : d.port}`);
+        const p = decodePacket(d.msg);
+        assert.ok(p.kind === 'data' && p.block === block && d.port === oack.port, seen.join(', '));
+        received.push(p.data);
+        await s.send(encodeAck(block), d.port);
+        if (p.data.length < 512) break;
+      }
+      assert.equal(sha256(Buffer.concat(received)), sha256(data20));
+    } finally {
+      s.close();
+    }
+  });
+
   it('starts a new transfer for an RRQ from the port of a finished transfer', async () => {
     const s = await socket();
     try {

@@ -17,6 +17,8 @@ export interface ClientGet {
   windowsize?: number;
   netns?: string;
   timeoutMs?: number;
+  /** atftp only: its retransmit delay (default 5 s) is far too slow for a lossy-link test. */
+  retransmitSeconds?: number;
 }
 
 export interface ClientRun {
@@ -42,6 +44,7 @@ export function clientArgv(client: ClientName, g: ClientGet): string[] {
       const opts: string[] = [];
       if (g.blksize) opts.push('--option', `blksize ${g.blksize}`);
       if (g.windowsize) opts.push('--option', `windowsize ${g.windowsize}`);
+      if (g.retransmitSeconds) opts.push('--tftp-timeout', String(g.retransmitSeconds));
       return ['atftp', '--get', '-r', g.file, '-l', g.out, ...opts, g.host, port];
     }
     case 'curl': {
