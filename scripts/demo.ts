@@ -97,7 +97,7 @@ process.on('SIGTERM', () => void stop());
 
 // Pass the server's log lines through; once it is listening, say how to use it.
 let announced = false;
-rtftp.stdout.on('data', (chunk: Buffer) => {
+rtftp.stdout!.on('data', (chunk: Buffer) => {
   process.stdout.write(chunk);
   if (announced || !chunk.toString().includes('"msg":"Server listening"')) return;
   announced = true;
