@@ -19,6 +19,7 @@ import {
   classifyLaunchError,
   classifyMountError,
   describeEndpoint,
+  diagnoseLaunchError,
   sessionFailure,
 } from './guestfs-errors.ts';
 
@@ -42,6 +43,13 @@ export interface GuestfishSessionOptions extends ApplianceTuning {
   onRead?: (bytes: number) => void;
   onReadError?: () => void;
 }
+
+/**
+ * Command errors that mean the appliance itself is gone (qemu killed or crashed): guestfish
+ * lives on, but every later command would fail the same way.
+ */
+const APPLIANCE_GONE =
+  /call launch before using this function|child process died|appliance closed the connection|connection reset|unexpected end of file|broken pipe/i;
 
 function deviceOf(partition: number): string {
   return partition === 0 ? '/dev/sda' : `/dev/sda${partition}`;
@@ -91,7 +99,7 @@ export class GuestfishSession implements DiskSession {
       try {
         await proc.run('launch', [], opts.launchTimeoutMs);
       } catch (err) {
-        throw classifyLaunchError(err, opts.config);
+        throw await diagnoseLaunchError(err, opts.config);
       }
       const qemuPid = Number((await proc.run('get-pid', [], t)).toString().trim());
       if (Number.isInteger(qemuPid) && qemuPid > 0) proc.addChildPid(qemuPid);
@@ -137,7 +145,10 @@ export class GuestfishSession implements DiskSession {
     try {
       return await this.proc.run(command, args, this.opts.commandTimeoutMs);
     } catch (err) {
-      if (err instanceof GuestfishError && err.code !== 'RTFTP_ERR_GUESTFISH_COMMAND') {
+      if (
+        err instanceof GuestfishError &&
+        (err.code !== 'RTFTP_ERR_GUESTFISH_COMMAND' || APPLIANCE_GONE.test(err.message))
+      ) {
         this.failed ??= sessionFailure(err, `disk ${describeEndpoint(this.opts.config)}`);
         this.proc.killNow();
         throw this.failed;
@@ -158,7 +169,7 @@ export class GuestfishSession implements DiskSession {
         await umount;
         await mount;
         this.opts.logger.info(
-          { config: this.opts.configName, durationMs: Date.now() - started, quietMs: quietFor },
+          { durationMs: Date.now() - started, quietMs: quietFor },
           'Disk remounted',
         );
       } catch (err) {

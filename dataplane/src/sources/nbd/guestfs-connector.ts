@@ -13,6 +13,7 @@ import type { KvmMode } from './kvm-probe.ts';
 
 export interface GuestfsConnectorOptions extends ApplianceTuning {
   workDir: string;
+  cacheDir?: string;
   logger: Logger;
   metrics: DataplaneMetrics;
   kvm: KvmMode;
@@ -37,11 +38,15 @@ export function createGuestfsConnector(opts: GuestfsConnectorOptions): GuestfsCo
       if (kvm.available) opts.logger.info(fields, 'KVM probed: appliances use KVM');
       else
         opts.logger.warn(fields, 'KVM probed: unusable, appliances fall back to TCG (force_tcg)');
-      return prepareApplianceEnv({ workDir: opts.workDir, kvmAvailable: kvm.available });
+      return prepareApplianceEnv({
+        workDir: opts.workDir,
+        ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+        kvmAvailable: kvm.available,
+      });
     })();
     return envPromise;
   };
-  const { workDir: _w, logger: _l, metrics: _m, kvm: _k, ...tuning } = opts;
+  const { workDir: _w, cacheDir: _c, logger: _l, metrics: _m, kvm: _k, ...tuning } = opts;
   const connect: DiskConnector = async ({ config, configName, logger, signal }) => {
     const env = await prepare();
     return GuestfishSession.connect(

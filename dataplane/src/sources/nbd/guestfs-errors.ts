@@ -3,6 +3,7 @@
  * `reason` label of rtftp_nbd_launch_failures_total) and messages naming the config
  * field at fault. The texts matched are the ones libguestfs 1.48 + qemu 7 print here.
  */
+import { execFile } from 'node:child_process';
 import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
 import { DiskError } from '../disk-session.ts';
 import type { DiskFailureReason } from '../disk-session.ts';
@@ -24,14 +25,16 @@ export function classifyLaunchError(err: unknown, config: NbdConfig): DiskError 
   if (err instanceof GuestfishError && err.code === 'RTFTP_ERR_GUESTFISH_TIMEOUT') {
     reason = 'timeout';
     message = `disk ${where}: appliance launch timed out (${text})`;
-  } else if (
-    /connection refused|no such file or directory.*sock|failed to connect socket/i.test(text)
-  ) {
+  } else if (/connection refused|failed to connect to|failed to connect socket/i.test(text)) {
     reason = 'connection-refused';
-    message = `NBD server ${where} refused the connection (url)`;
-  } else if (/export|not available|unknown export|NBD_REP_ERR_UNKNOWN/i.test(text)) {
+    message = `url: NBD server ${where} is unreachable (connection refused)`;
+  } else if (
+    /requested export not available|export .* not found|unknown export|NBD_REP_ERR_UNKNOWN/i.test(
+      text,
+    )
+  ) {
     reason = 'export-not-found';
-    message = `NBD server ${where}: export not found (url)`;
+    message = `url: NBD server ${where}: export not found`;
   } else if (/timed? ?out/i.test(text)) {
     reason = 'timeout';
   }
@@ -76,4 +79,29 @@ export function sessionFailure(err: unknown, what: string): DiskError {
       ? 'timeout'
       : 'other';
   return new DiskError('RTFTP_ERR_NBD_SESSION', reason, `${what}: ${text}`, { cause: err });
+}
+
+/**
+ * libguestfs 1.48 hides why qemu could not open the drive ("qemu-img exited with error
+ * status 1" unless LIBGUESTFS_DEBUG is on), so a failed launch asks qemu-img itself,
+ * which says "Connection refused" or "Requested export not available".
+ */
+export function probeEndpointWithQemuImg(config: NbdConfig, timeoutMs = 15_000): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(
+      'qemu-img',
+      ['info', '-f', 'raw', '--output=json', config.url],
+      { timeout: timeoutMs },
+      (err, _stdout, stderr) => resolve(err ? stderr.trim() || err.message : ''),
+    );
+  });
+}
+
+export async function diagnoseLaunchError(err: unknown, config: NbdConfig): Promise<DiskError> {
+  const first = classifyLaunchError(err, config);
+  if (first.reason !== 'other') return first;
+  const detail = await probeEndpointWithQemuImg(config);
+  if (!detail) return first;
+  const again = classifyLaunchError(new Error(detail, { cause: err }), config);
+  return again.reason === 'other' ? first : again;
 }

@@ -27,6 +27,8 @@ export interface NbdSourceOptions {
   maxSessions: number;
   applianceMemoryMiB: number;
   workDir?: string;
+  /** --appliance-cache-dir: where the supermin appliance is kept across restarts (default <workDir>/cache). */
+  applianceCacheDir?: string;
   /** Connectors by backend; 'guestfs' defaults to the libguestfs one. */
   connectors?: { guestfs?: DiskConnector; native?: DiskConnector };
   /** For backend 'auto': whether the native reader can serve a config. */
@@ -65,6 +67,7 @@ export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
     ? undefined
     : createGuestfsConnector({
         workDir: opts.workDir ?? join(tmpdir(), `rtftp-${process.pid}`),
+        ...(opts.applianceCacheDir ? { cacheDir: opts.applianceCacheDir } : {}),
         logger,
         metrics: opts.metrics,
         memsizeMiB: opts.applianceMemoryMiB,
