@@ -52,6 +52,15 @@ const spec = (ip: string) => ({
   tftpRoot: '/boot',
 });
 
+const createBootClient = (metadata: Record<string, unknown>, body: unknown) =>
+  custom.createNamespacedCustomObject({
+    group,
+    version,
+    namespace: ns,
+    plural,
+    body: { apiVersion: `${group}/${version}`, kind: 'BootClient', metadata, spec: body },
+  });
+
 type Bc = { metadata: Record<string, unknown>; spec: Record<string, unknown>; status?: unknown };
 
 async function status(p: Promise<unknown>): Promise<number> {
@@ -145,18 +154,7 @@ test('spec change bumps generation; a stale resourceVersion is 409; status is ig
 });
 
 test('finalizers hold a deleted object with a deletionTimestamp until they are removed', async () => {
-  await custom.createNamespacedCustomObject({
-    group,
-    version,
-    namespace: ns,
-    plural,
-    body: {
-      apiVersion: `${group}/${version}`,
-      kind: 'BootClient',
-      metadata: { name: 'f', finalizers: ['x/y'] },
-      spec: spec('10.0.0.6'),
-    },
-  });
+  await createBootClient({ name: 'f', finalizers: ['x/y'] }, spec('10.0.0.6'));
   await custom.deleteNamespacedCustomObject({ group, version, namespace: ns, plural, name: 'f' });
   const held = (await custom.getNamespacedCustomObject({
     group,
@@ -214,18 +212,7 @@ test('a watch replays from a resourceVersion, and gets 410 Gone once history is 
     plural,
   })) as { metadata: { resourceVersion: string } };
   const from = list.metadata.resourceVersion;
-  await custom.createNamespacedCustomObject({
-    group,
-    version,
-    namespace: ns,
-    plural,
-    body: {
-      apiVersion: `${group}/${version}`,
-      kind: 'BootClient',
-      metadata: { name: 'w' },
-      spec: spec('10.0.0.7'),
-    },
-  });
+  await createBootClient({ name: 'w' }, spec('10.0.0.7'));
   const seen: string[] = [];
   await new Promise<void>((resolve) => {
     void watch.watch(
