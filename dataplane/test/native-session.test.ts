@@ -14,7 +14,9 @@ import { NativeErrorCode, connectNative } from '../src/sources/native/index.ts';
 import type { NativeConnectOptions } from '../src/sources/native/index.ts';
 import { buildFilesystemImage, replaceFileInImage } from './fixtures/disk-image.ts';
 import { runCommand } from './fixtures/run-command.ts';
-import { startNbdkit } from './fixtures/nbdkit.ts';
+import { freePort, startNbdkit } from './fixtures/nbdkit.ts';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import type { RunningNbdkit } from './fixtures/nbdkit.ts';
 import {
   nativeConfig,
@@ -48,6 +50,18 @@ function options(url: string, extra: Partial<NativeConnectOptions> = {}): Native
     signal: new AbortController().signal,
     ...extra,
   };
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const c = connect({ host: '::1', port }, () => (c.destroy(), r(true)));
+      c.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nbdkit did not listen on [::1]:${port}`);
 }
 
 before(async () => {
@@ -169,9 +183,34 @@ test('connects over a unix socket and IPv6 loopback, with export names', async (
   await assert.rejects(connectNative(options(unix.url.replace('pi-5', 'other'))), {
     reason: 'export-not-found',
   });
-  const tcp = await serve({ partitions: [boot, root], table: 'mbr' });
-  // nbdkit listens on 127.0.0.1 only; an IPv6 URL to ::1 then is refused, as it must be.
-  await assert.rejects(connectNative(options(`nbd://[::1]:${tcp.port}/`)), {
+  // IPv6 loopback: the fixture listens on 127.0.0.1 only, so nbdkit is started here.
+  const port = await freePort();
+  const v6 = spawn('nbdkit', [
+    '--exit-with-parent',
+    '-f',
+    '-r',
+    '-i',
+    '::1',
+    '-p',
+    String(port),
+    'partitioning',
+    boot,
+    root,
+  ]);
+  try {
+    const url = `nbd://[::1]:${port}/`;
+    await waitForPort(port);
+    const s2 = await connectNative(options(url));
+    assert.equal(
+      (await readThroughSession(s2, '/boot/firmware/config.txt')).toString(),
+      'kernel=kernel8.img\n',
+    );
+    await s2.close();
+  } finally {
+    v6.kill('SIGKILL');
+    await new Promise((r) => v6.once('exit', r));
+  }
+  await assert.rejects(connectNative(options(`nbd://[::1]:${port}/`)), {
     reason: 'connection-refused',
   });
 });
