@@ -99,7 +99,7 @@ describe('replays of real network-boot firmware', { skip: serverMissingReason() 
   }
 
   // In.tftpd (the harness check) knows no windowsize: it leaves it out of its OACK.
-  const win = (w: string) => (testingPeer ? {} : { windowsize: w });
+  const win = (w: string): Record<string, string> => (testingPeer ? {} : { windowsize: w });
 
   it('Raspberry Pi 4: tsize probe aborted with ERROR 0, then the read of <serial>/start4.elf', async () => {
     const name = `${PI_SERIAL}/start4.elf`;

@@ -53,5 +53,11 @@ export async function startServerUnderTest(
     const port = await freeUdpPort();
     return startInTftpd({ root: tree.root, address: '127.0.0.1', port });
   }
-  return startRtftp({ root: tree.root, listen: ['127.0.0.1'], port: 0, args });
+  // A short grace period: tests abandon transfers on purpose and stop the server right after.
+  return startRtftp({
+    root: tree.root,
+    listen: ['127.0.0.1'],
+    port: 0,
+    args: ['--grace-period', '1', ...args],
+  });
 }
