@@ -1,0 +1,149 @@
+/**
+ * The running daemon as an operator sees it: limits, graceful shutdown, the HTTP side.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { makeTempDir, seededBytes } from './helpers/fixtures.ts';
+import type { TempDir } from './helpers/fixtures.ts';
+import { servedTree } from './helpers/server-under-test.ts';
+import { decodePacket, encodeAck, encodeError, encodeRrq } from './helpers/tftp-packets.ts';
+import { rtftpMissingReason, startRtftp } from './helpers/tftp-servers.ts';
+import type { RunningServer } from './helpers/tftp-servers.ts';
+import { UdpEndpoint, freeUdpPort } from './helpers/udp-endpoint.ts';
+import { freePort } from './fixtures/nbdkit.ts';
+
+const FILE = seededBytes(512 * 10 + 7, 77);
+
+async function firstReply(ep: UdpEndpoint, server: RunningServer, rrq: Buffer) {
+  await ep.send(rrq, server.port);
+  const d = await ep.receive(2000);
+  assert.ok(d, 'no reply from the server');
+  return { packet: decodePacket(d.msg), port: d.port };
+}
+
+describe('daemon lifecycle', { skip: rtftpMissingReason() }, () => {
+  let dir: TempDir;
+  let root: string;
+  before(() => {
+    dir = makeTempDir('rtftp-lifecycle');
+    const tree = servedTree(dir.file('root'));
+    root = dir.file('root');
+    writeFileSync(`${tree.defaultDir}/ten.bin`, FILE);
+  });
+  after(() => dir?.remove());
+
+  it('answers "server busy" over the per-client limit, and serves again once a slot frees', async () => {
+    const server = await startRtftp({ root, args: ['--max-transfers-per-client', '1'] });
+    const a = await UdpEndpoint.open();
+    const b = await UdpEndpoint.open();
+    try {
+      const first = await firstReply(a, server, encodeRrq('ten.bin'));
+      assert.equal(first.packet.kind, 'data');
+      const busy = await firstReply(b, server, encodeRrq('ten.bin'));
+      assert.deepEqual(
+        [busy.packet.kind, busy.packet.kind === 'error' && busy.packet.code],
+        ['error', 0],
+      );
+      assert.match(busy.packet.kind === 'error' ? busy.packet.message : '', /server busy/);
+      await a.send(encodeError(0, 'enough'), first.port);
+      await server.waitForLog((l) => l.msg === 'Transfer failed');
+      const again = await firstReply(b, server, encodeRrq('ten.bin'));
+      assert.equal(again.packet.kind, 'data');
+    } finally {
+      a.close();
+      b.close();
+      await server.stop();
+    }
+  });
+
+  it('on SIGTERM takes no new request, lets the running transfer finish, then exits', async () => {
+    const server = await startRtftp({ root, args: ['--grace-period', '20'] });
+    const a = await UdpEndpoint.open();
+    const late = await UdpEndpoint.open();
+    try {
+      const first = await firstReply(a, server, encodeRrq('ten.bin'));
+      assert.equal(first.packet.kind, 'data');
+      process.kill(server.pid, 'SIGTERM');
+      await server.waitForLog((l) => l.msg === 'Shutdown started');
+      await late.send(encodeRrq('ten.bin'), server.port);
+      assert.equal(
+        await late.receive(500),
+        undefined,
+        'a request after SIGTERM must not be served',
+      );
+      const received: Buffer[] = [
+        first.packet.kind === 'data' ? first.packet.data : Buffer.alloc(0),
+      ];
+      let block = 1;
+      for (;;) {
+        await a.send(encodeAck(block), first.port);
+        if (received.at(-1)!.length < 512) break;
+        const d = await a.receive(2000);
+        assert.ok(d);
+        const p = decodePacket(d.msg);
+        assert.equal(p.kind, 'data');
+        if (p.kind !== 'data') break;
+        received.push(p.data);
+        block = p.block;
+      }
+      assert.deepEqual(Buffer.concat(received), FILE);
+      await server.waitForLog((l) => l.msg === 'Shutdown completed', 5000);
+      for (let i = 0; i < 50 && server.alive(); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(server.alive(), false, 'the daemon must exit after the last transfer');
+    } finally {
+      a.close();
+      late.close();
+      await server.stop();
+    }
+  });
+
+  it('serves /metrics, /healthz and /readyz, and counts a size probe as a probe', async () => {
+    const metricsPort = await freePort();
+    const server = await startRtftp({
+      root,
+      args: [
+        '--metrics-port',
+        String(metricsPort),
+        '--metrics-listen',
+        '127.0.0.1',
+        '--log-level',
+        'debug',
+      ],
+    });
+    const a = await UdpEndpoint.open();
+    try {
+      await server.waitForLog((l) => l.msg === 'HTTP server listening');
+      const base = `http://127.0.0.1:${metricsPort}`;
+      assert.equal((await fetch(`${base}/healthz`)).status, 200);
+      assert.equal((await fetch(`${base}/readyz`)).status, 200);
+      const oack = await firstReply(
+        a,
+        server,
+        encodeRrq('ten.bin', 'octet', { tsize: '0', blksize: '1024' }),
+      );
+      assert.equal(oack.packet.kind, 'oack');
+      assert.equal(oack.packet.kind === 'oack' && oack.packet.options.tsize, String(FILE.length));
+      await a.send(encodeError(8, 'size probe done'), oack.port);
+      await server.waitForLog((l) => l.msg === 'Size probe answered');
+      const text = await (await fetch(`${base}/metrics`)).text();
+      assert.match(text, /^rtftp_probes_total 1$/m);
+      assert.doesNotMatch(text, /rtftp_transfers_total\{outcome="(failed|aborted)"/);
+      assert.match(text, /^rtftp_ready 1$/m);
+      assert.match(text, /^process_resident_memory_bytes /m);
+    } finally {
+      a.close();
+      await server.stop();
+    }
+  });
+
+  it('a port already taken is one clear error, not a crash loop', async () => {
+    const port = await freeUdpPort();
+    const holder = await UdpEndpoint.open('127.0.0.1', port);
+    try {
+      await assert.rejects(startRtftp({ root, port }), /Server listening|exited|cannot bind/);
+    } finally {
+      holder.close();
+    }
+  });
+});
