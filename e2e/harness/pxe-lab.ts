@@ -1,0 +1,116 @@
+/**
+ * One PXE lab per test file: a boot network, dnsmasq for its hosts, the dataplane on
+ * UDP 69 serving `root`, and a private work dir — all torn down by `close()`, which a
+ * test file calls from its `after` hook whatever happened. The expensive parts (the
+ * dataplane and its appliances) are shared by the scenarios of the file.
+ */
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BootNetwork, pxeUnsupportedReason, stopAll } from './boot-network.ts';
+import { findHostKernel } from './boot-payload.ts';
+import { dataplaneMissingReason, startDataplane } from './dataplane-process.ts';
+import type { RunningDataplane } from './dataplane-process.ts';
+import { startDhcp } from './dhcp-server.ts';
+import type { DhcpHost } from './dhcp-server.ts';
+import { startVm, expectBootMarker } from './pxe-vm.ts';
+import type { Firmware, RunningVm, BootResult } from './pxe-vm.ts';
+import type { TrackedProcess } from './processes.ts';
+import { formatBootReport } from './boot-report.ts';
+
+/** Why the PXE tests of this machine must be skipped, or null. */
+export async function pxeSkipReason(): Promise<string | null> {
+  return (
+    pxeUnsupportedReason() ??
+    dataplaneMissingReason() ??
+    ((await findHostKernel()) ? null : 'no /boot/vmlinuz-* (linux-image-amd64) to boot')
+  );
+}
+
+export interface LabHost extends DhcpHost {
+  name: string;
+}
+
+export class PxeLab {
+  readonly vms = new Set<RunningVm>();
+  dataplane: RunningDataplane | undefined;
+  dhcp: TrackedProcess | undefined;
+
+  private constructor(
+    readonly workDir: string,
+    readonly root: string,
+    readonly kernel: string,
+    readonly net: BootNetwork,
+  ) {}
+
+  /** Makes the work dir, root/ and default/, and the network; nothing started yet. */
+  static async create(label: string): Promise<PxeLab> {
+    const workDir = await mkdtemp(join(tmpdir(), `rtftp-e2e-${label}-`));
+    const root = join(workDir, 'root');
+    await mkdir(join(root, 'default'), { recursive: true });
+    const hostKernel = await findHostKernel();
+    // A copy inside the work dir: the dataplane never follows a symlink out of its root.
+    const kernel = join(workDir, 'vmlinuz');
+    await copyFile(hostKernel!, kernel);
+    try {
+      return new PxeLab(workDir, root, kernel, await BootNetwork.create());
+    } catch (err) {
+      await rm(workDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async start(hosts: readonly LabHost[], dataplaneArgs: string[] = []): Promise<void> {
+    this.dhcp = await startDhcp(this.net, this.workDir, hosts);
+    this.dataplane = await startDataplane(this.net, {
+      root: this.root,
+      // Private to this lab: a dataplane empties its work dir's tmp/ when it starts.
+      workDir: join(this.workDir, 'dataplane'),
+      extraArgs: dataplaneArgs,
+    });
+  }
+
+  async bootVm(host: LabHost, firmware: Firmware): Promise<RunningVm> {
+    const vm = await startVm(this.net, {
+      name: host.name,
+      firmware,
+      mac: host.mac,
+      tap: await this.net.addTap(),
+      workDir: this.workDir,
+    });
+    this.vms.add(vm);
+    void vm.process.exited.then(() => this.vms.delete(vm));
+    return vm;
+  }
+
+  /**
+   * Boots `host` with `firmware`, expects `marker` (failing at once on a wrong one),
+   * prints the boot time and the per-file TFTP figures, and returns them.
+   */
+  async bootAndExpect(
+    scenario: string,
+    host: LabHost,
+    firmware: Firmware,
+    marker: string,
+    wrongMarkers: readonly string[],
+    timeoutMs = 150_000,
+  ): Promise<BootResult & { vm: RunningVm }> {
+    const vm = await this.bootVm(host, firmware);
+    try {
+      const result = await expectBootMarker(vm, marker, timeoutMs, wrongMarkers);
+      // The transfer lines of this boot: the marker is printed after the last one ended.
+      const transfers = this.dataplane!.transfers(host.ip, vm.startedAt);
+      console.log(formatBootReport(scenario, result.bootMs, transfers));
+      return { ...result, vm };
+    } finally {
+      await vm.stop();
+    }
+  }
+
+  async close(): Promise<void> {
+    await stopAll(...[...this.vms].map((vm) => vm.process));
+    await stopAll(this.dataplane?.process, this.dhcp);
+    await this.net.destroy();
+    await rm(this.workDir, { recursive: true, force: true });
+  }
+}
