@@ -50,10 +50,11 @@ async function exposedSeries(): Promise<Map<string, Exposed>> {
       const labels = new Set(declared.labelNames ?? []);
       // Default metrics set their labels per sample rather than as labelNames.
       for (const value of metric.values) for (const l of Object.keys(value.labels)) labels.add(l);
+      const type = String(metric.type);
       const suffixes =
-        metric.type === 'histogram'
+        type === 'histogram'
           ? ['_bucket', '_sum', '_count']
-          : metric.type === 'summary'
+          : type === 'summary'
             ? ['', '_sum', '_count']
             : [''];
       for (const s of suffixes)
