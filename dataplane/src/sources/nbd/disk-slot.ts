@@ -242,6 +242,8 @@ export class DiskSlot {
     if (force) {
       clearTimeout(this.retryTimer);
       this.connectAbort?.abort();
+      // The aborted connect is still killing its processes: wait, so nothing outlives stop().
+      await this.connecting?.catch(() => undefined);
     }
     if (this.session && (force || this.activeFiles === 0)) await this.dropSession(why);
   }

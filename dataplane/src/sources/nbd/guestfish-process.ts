@@ -60,6 +60,23 @@ export function killAllGuestfish(): void {
 
 const MAX_STDERR_KEPT = 256 * 1024;
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves once none of `pids` exists any more (or after `timeoutMs`). */
+async function waitUntilGone(pids: number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(isAlive) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export class GuestfishProcess {
   private readonly child: ChildProcess;
   private readonly markers = new MarkerFactory();
@@ -250,5 +267,6 @@ export class GuestfishProcess {
     }
     // qemu may outlive guestfish by a moment; never leave it behind.
     this.killNow();
+    await waitUntilGone([...this.extraPids], graceMs + 2000);
   }
 }

@@ -55,10 +55,13 @@ function deviceOf(partition: number): string {
   return partition === 0 ? '/dev/sda' : `/dev/sda${partition}`;
 }
 
-function drivePlacement(config: NbdConfig): string {
+function driveOptions(config: NbdConfig): string[] {
   const e = config.endpoint;
-  if (e.transport === 'unix') return `server:unix:${e.socket}`;
-  return `server:tcp:${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
+  const server =
+    e.transport === 'unix'
+      ? `server:unix:${e.socket}`
+      : `server:tcp:${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
+  return ['protocol:nbd', server, 'format:raw', 'readonly:true'];
 }
 
 export class GuestfishSession implements DiskSession {
@@ -87,16 +90,15 @@ export class GuestfishSession implements DiskSession {
     signal.addEventListener('abort', onAbort, { once: true });
     const t = opts.commandTimeoutMs;
     try {
-      await proc.run(
-        'add-drive-opts',
-        [opts.config.endpoint.exportName, 'protocol:nbd', drivePlacement(opts.config)].concat([
-          'format:raw',
-          'readonly:true',
-        ]),
-        t,
-      );
-      await proc.run('set-memsize', [opts.memsizeMiB], t);
       try {
+        // libguestfs 1.48 opens the NBD export already here (a qcow2 overlay over it),
+        // so an unreachable server fails add-drive-opts, not launch.
+        await proc.run(
+          'add-drive-opts',
+          [opts.config.endpoint.exportName, ...driveOptions(opts.config)],
+          t,
+        );
+        await proc.run('set-memsize', [opts.memsizeMiB], t);
         await proc.run('launch', [], opts.launchTimeoutMs);
       } catch (err) {
         throw await diagnoseLaunchError(err, opts.config);

@@ -2,6 +2,8 @@
  * The 'guestfs' DiskConnector: decides KVM once (kvm-probe.ts), prepares the children's
  * environment once, then launches one GuestfishSession per connect.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DataplaneMetrics } from '../../metrics.ts';
 import type { DiskConnector } from '../disk-session.ts';
@@ -31,7 +33,9 @@ export function createGuestfsConnector(opts: GuestfsConnectorOptions): GuestfsCo
   let kvmAvailable: boolean | undefined;
   const prepare = () => {
     envPromise ??= (async () => {
-      const kvm = await decideKvm(opts.kvm);
+      const cacheDir = opts.cacheDir ?? join(opts.workDir, 'cache');
+      await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+      const kvm = await decideKvm(opts.kvm, { cacheFile: join(cacheDir, 'rtftp-kvm-probe.json') });
       kvmAvailable = kvm.available;
       opts.metrics.kvmAvailable.set(kvm.available ? 1 : 0);
       const fields = { kvm: kvm.available, reason: kvm.reason, durationMs: kvm.durationMs };

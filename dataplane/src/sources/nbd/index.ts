@@ -104,12 +104,9 @@ export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
 
   return {
     source: new NbdSource(registry, opts.diskWaitS * 1000),
-    start: async () => {
-      // The KVM probe and env preparation run before the first connect (which waits for them).
-      const prepared = guestfs?.prepare();
-      await watcher.start();
-      await prepared;
-    },
+    // The KVM probe and the appliance environment are prepared by the first connect, so a
+    // daemon without NBD configs never runs qemu.
+    start: () => watcher.start(),
     stop: async () => {
       watcher.stop();
       await registry.stop();

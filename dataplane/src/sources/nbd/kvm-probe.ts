@@ -7,7 +7,7 @@
  * first console line ("Linux version", printed within ~0.3 s under a working KVM).
  */
 import { spawn } from 'node:child_process';
-import { access, constants, readdir } from 'node:fs/promises';
+import { access, constants, readFile, readdir, writeFile } from 'node:fs/promises';
 
 export type KvmMode = 'auto' | 'on' | 'off';
 
@@ -83,10 +83,38 @@ export async function probeKvm(
   });
 }
 
-/** Applies a mode: 'on'/'off' skip the probe. */
-export async function decideKvm(mode: KvmMode, timeoutMs?: number): Promise<KvmProbeResult> {
+/**
+ * Applies a mode: 'on'/'off' skip the probe. With `cacheFile`, an 'auto' result is kept
+ * for the rest of this boot (keyed by the kernel's boot_id): a broken-KVM probe spins a
+ * CPU for its whole timeout, and whether KVM works does not change until a reboot.
+ */
+export async function decideKvm(
+  mode: KvmMode,
+  opts: { timeoutMs?: number; cacheFile?: string } = {},
+): Promise<KvmProbeResult> {
   if (mode === 'on') return { available: true, reason: 'forced on (--nbd-kvm on)', durationMs: 0 };
   if (mode === 'off')
     return { available: false, reason: 'forced off (--nbd-kvm off)', durationMs: 0 };
-  return probeKvm(timeoutMs === undefined ? {} : { timeoutMs });
+  const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+  if (opts.cacheFile && bootId) {
+    try {
+      const cached = JSON.parse(await readFile(opts.cacheFile, 'utf8')) as KvmProbeResult & {
+        bootId: string;
+      };
+      if (cached.bootId === bootId && typeof cached.available === 'boolean') {
+        return {
+          available: cached.available,
+          reason: `${cached.reason} (probed earlier this boot)`,
+          durationMs: 0,
+        };
+      }
+    } catch {
+      // no cache yet
+    }
+  }
+  const result = await probeKvm(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs });
+  if (opts.cacheFile && bootId) {
+    await writeFile(opts.cacheFile, JSON.stringify({ ...result, bootId })).catch(() => undefined);
+  }
+  return result;
 }
