@@ -46,7 +46,10 @@ RUN apt-get update \
 # executed where that capability is outside the bounding set (the operator, high ports).
  && cp /usr/local/bin/node /usr/local/bin/node-netbind \
  && setcap cap_net_bind_service=+ep /usr/local/bin/node-netbind \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/tmp/.guestfs-* /tmp/.guestfs-*
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/tmp/.guestfs-* /tmp/.guestfs-* \
+# The dataplane keeps allowPrivilegeEscalation for node-netbind: leave it no setuid or
+# setgid binary (su, mount, passwd, ...) to escalate through.
+ && find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 RUN groupadd --gid 10001 rtftp \
  && useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin rtftp

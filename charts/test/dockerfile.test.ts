@@ -188,6 +188,11 @@ describe('Dockerfile', () => {
     assert.match(run, /cp \/usr\/local\/bin\/node \/usr\/local\/bin\/node-netbind/);
     assert.match(run, /setcap cap_net_bind_service=\+ep \/usr\/local\/bin\/node-netbind/);
     assert.match(run, /useradd --uid 10001 --gid 10001/);
+    assert.match(
+      run,
+      /find \/ -xdev -type f -perm \/6000 -exec chmod a-s \{\} \+/,
+      'setuid bits are stripped',
+    );
     const env = steps
       .filter((i) => i.keyword === 'ENV')
       .map((i) => i.args)
