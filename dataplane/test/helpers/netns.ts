@@ -79,7 +79,7 @@ export function createStarTopology(tag: string, clientCount: number): StarTopolo
 }
 
 /**
- * One namespace with loopback and a dummy interface: some servers (in.tftpd) exit
+ * One namespace with loopback and one more interface: some servers (in.tftpd) exit
  * silently when loopback is the only interface.
  */
 export function createIsolatedNamespace(tag: string): { netns: string; destroy(): void } {
@@ -87,9 +87,11 @@ export function createIsolatedNamespace(tag: string): { netns: string; destroy()
   ip('netns', 'add', netns);
   try {
     ip('-n', netns, 'link', 'set', 'lo', 'up');
-    ip('-n', netns, 'link', 'add', 'dummy0', 'type', 'dummy');
-    ip('-n', netns, 'addr', 'add', '10.98.0.1/24', 'dev', 'dummy0');
-    ip('-n', netns, 'link', 'set', 'dummy0', 'up');
+    // A veth pair with both ends inside: the kernel here has no dummy interface module.
+    ip('-n', netns, 'link', 'add', 'side0', 'type', 'veth', 'peer', 'name', 'side1');
+    ip('-n', netns, 'addr', 'add', '10.98.0.1/24', 'dev', 'side0');
+    ip('-n', netns, 'link', 'set', 'side0', 'up');
+    ip('-n', netns, 'link', 'set', 'side1', 'up');
   } catch (err) {
     spawnSync('ip', ['netns', 'del', netns]);
     throw err;

@@ -231,11 +231,3 @@ export function peakRssKb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? NaN);
 }
-
-/** User + system CPU seconds a live process has used (fields 14 and 15 of /proc/PID/stat). */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // After the comm field, utime and stime are the 12th and 13th fields; 100 ticks/s on Linux.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
