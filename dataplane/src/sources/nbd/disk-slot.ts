@@ -39,6 +39,8 @@ export interface SlotStatus {
   lastUsedAt: string;
 }
 
+const CONFIG_FAULTS = new Set(['partition-missing', 'mount-failed', 'unsupported-filesystem']);
+
 function toDiskError(err: unknown): DiskError {
   if (err instanceof DiskError) return err;
   return new DiskError('RTFTP_ERR_NBD_CONNECT', 'other', (err as Error)?.message ?? String(err), {
@@ -178,14 +180,19 @@ export class DiskSlot {
   private scheduleRetry(): void {
     this.state = 'failed';
     this.failures++;
+    // A disk that does not match its config (no such partition, mount point, filesystem)
+    // stays broken until someone changes the disk or the config (which makes a new slot):
+    // retry it only for a request, and ten times less often, since each try launches an
+    // appliance. A server that is down comes back by itself: retry those in the background.
+    const configFault = CONFIG_FAULTS.has(this.lastError?.reason ?? '');
+    const scale = configFault ? 10 : 1;
     const backoff = Math.min(
-      this.opts.retryMaxMs,
-      this.opts.retryBaseMs * 2 ** (this.failures - 1),
+      this.opts.retryMaxMs * scale,
+      this.opts.retryBaseMs * scale * 2 ** (this.failures - 1),
     );
     const delay = Math.round(backoff * (0.8 + Math.random() * 0.4));
     this.nextRetryAt = Date.now() + delay;
-    // A prefetched disk comes back by itself; a lazy one on its next request.
-    if (this.config.prefetch) {
+    if (this.config.prefetch && !configFault) {
       this.retryTimer = setTimeout(() => this.connectInBackground('retry'), delay);
       this.retryTimer.unref();
     }
