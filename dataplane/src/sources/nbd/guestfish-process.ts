@@ -115,7 +115,21 @@ export class GuestfishProcess {
       });
     });
     this.child.once('error', (err) => {
-      opts.logger.error({ err }, 'guestfish failed to start');
+      opts.logger.error({ err: err.message }, 'guestfish failed to start');
+      if (this.child.pid !== undefined) return; // a running child: 'exit' reports it
+      // Never started (e.g. not installed): 'exit' may never come, so fail here.
+      this.exitedFlag = true;
+      live.delete(this);
+      this.failAll(
+        new GuestfishError(
+          'RTFTP_ERR_GUESTFISH_EXITED',
+          '',
+          `cannot run guestfish: ${err.message}`,
+          {
+            cause: err,
+          },
+        ),
+      );
     });
     this.child.stdin!.on('error', () => undefined); // EPIPE after death: 'exit' reports it
     this.child.stdout!.on('data', (d: Buffer) => this.onStdout(d));
