@@ -15,6 +15,7 @@ import {
 } from './helpers/server-under-test.ts';
 import { downloadFile } from './helpers/tftp-client.ts';
 import { decodePacket, describePacket } from './helpers/tftp-packets.ts';
+import { freeTcpPort, metricValue } from './helpers/tftp-servers.ts';
 import type { RunningServer } from './helpers/tftp-servers.ts';
 import { UdpEndpoint } from './helpers/udp-endpoint.ts';
 
@@ -39,6 +40,7 @@ function error(code: number, message: string): Buffer {
 describe('replays of real network-boot firmware', { skip: serverMissingReason() }, () => {
   let dir: TempDir;
   let server: RunningServer;
+  let metricsPort = 0;
   const content = new Map<string, Buffer>();
 
   before(async () => {
@@ -54,7 +56,9 @@ describe('replays of real network-boot firmware', { skip: serverMissingReason() 
       makeParent(path);
       writeFileSync(path, data);
     }
-    server = await startServerUnderTest(tree);
+    metricsPort = await freeTcpPort();
+    const metrics = ['--metrics-port', String(metricsPort), '--metrics-listen', '127.0.0.1'];
+    server = await startServerUnderTest(tree, metrics);
   });
 
   after(async () => {
@@ -155,6 +159,28 @@ describe('replays of real network-boot firmware', { skip: serverMissingReason() 
     const read = rrq(name, 'octet', 'blksize', '1468', 'windowsize', '4');
     await readAll(read, name, { blksize: '1468', ...win('4') });
   });
+
+  it(
+    'counts the two aborted probes in rtftp_probes_total, not as failed transfers',
+    {
+      skip: testingPeer ? 'in.tftpd has no metrics' : false,
+    },
+    async () => {
+      await server.waitForLog((l) => l.msg === 'HTTP server listening');
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      assert.equal(metricValue(text, 'rtftp_probes_total'), 2, 'rtftp_probes_total');
+      for (const outcome of ['failed', 'aborted', 'timeout']) {
+        const lines = text
+          .split('\n')
+          .filter((l) => l.startsWith(`rtftp_transfers_total{outcome="${outcome}"`));
+        assert.deepEqual(
+          lines.filter((l) => !l.endsWith(' 0')),
+          [],
+          `transfers counted as ${outcome}`,
+        );
+      }
+    },
+  );
 });
 
 function makeParent(path: string) {
