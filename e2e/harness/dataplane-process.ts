@@ -66,11 +66,17 @@ export class RunningDataplane {
     return this.process.lines.map(parseLogLine).filter((e): e is LogEntry => e !== null);
   }
 
-  /** Transfer lines for one client (all outcomes), oldest first. */
+  /**
+   * Transfer lines for one client (all outcomes) whose request arrived at or after
+   * `sinceMs`, in log order. A line is written when its transfer ends, so a request held
+   * from an earlier boot can end during this one: it is left out by its start time.
+   */
   transfers(client: string, sinceMs = 0): TransferEntry[] {
     return this.entries().filter(
       (e): e is TransferEntry =>
-        e.msg.startsWith('Transfer') && e.client === client && e.time >= sinceMs,
+        e.msg.startsWith('Transfer') &&
+        e.client === client &&
+        e.time - Number(e.durationMs) >= sinceMs,
     );
   }
 
