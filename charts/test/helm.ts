@@ -60,13 +60,24 @@ export function helmWithValues(command: string[], values: object, extra: string[
   }
 }
 
-/** `helm template` of one values set, parsed; throws with helm's stderr on failure. */
+const rendered = new Map<string, K8sObject[]>();
+
+/**
+ * `helm template` of one values set, parsed; throws with helm's stderr on failure.
+ * Renders are cached per process (helm takes ~0.2 s a run); callers get their own copy.
+ */
 export function renderChart(values: object, extra: string[] = []): K8sObject[] {
-  const run = helmWithValues(['template', RELEASE], values, ['--namespace', NAMESPACE, ...extra]);
-  if (run.status !== 0) throw new Error(`helm template failed: ${run.stderr}`);
-  return parseAllDocuments(run.stdout)
-    .map((doc) => doc.toJS() as K8sObject | null)
-    .filter((obj): obj is K8sObject => obj !== null);
+  const key = JSON.stringify([values, extra]);
+  let objects = rendered.get(key);
+  if (!objects) {
+    const run = helmWithValues(['template', RELEASE], values, ['--namespace', NAMESPACE, ...extra]);
+    if (run.status !== 0) throw new Error(`helm template failed: ${run.stderr}`);
+    objects = parseAllDocuments(run.stdout)
+      .map((doc) => doc.toJS() as K8sObject | null)
+      .filter((obj): obj is K8sObject => obj !== null);
+    rendered.set(key, objects);
+  }
+  return structuredClone(objects);
 }
 
 export function findObject(objects: K8sObject[], kind: string, nameSuffix = ''): K8sObject {
