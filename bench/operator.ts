@@ -7,7 +7,7 @@
  * - operator RSS (and peak) at N.
  * Run: node --import tsx bench/operator.ts [--count 10000] [--samples 20]
  */
-import { readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -118,7 +118,7 @@ try {
     const ip = `10.254.0.${k + 1}`;
     const t0 = Date.now();
     await cluster.apply(bootClient(`latency-${k}`, { ip }));
-    await waitFor(() => readdirSync(dir).includes(`${ip}.nbd`), 30_000, `${ip}.nbd`);
+    await waitFor(() => existsSync(join(dir, `${ip}.nbd`)), 30_000, `${ip}.nbd`);
     latencies.push(Date.now() - t0);
   }
   console.log(

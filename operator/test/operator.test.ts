@@ -149,9 +149,14 @@ test('a spec the schema allows but the dataplane would refuse is Accepted=False 
   assert.equal(c.Accepted!.reason, 'Invalid');
   assert.match(c.Accepted!.message, /mounted twice/);
   assert.equal(fileText('10.0.2.1'), null);
-  const events = cluster.server.store.list('events.k8s.io/v1/events', cluster.namespace);
-  assert.ok(
-    events.some((e) => e.reason === 'Invalid' && (e.regarding as { name: string }).name === 'odd'),
+  // Events are recorded off the status path: wait for it.
+  await waitFor(
+    () =>
+      cluster.server.store
+        .list('events.k8s.io/v1/events', cluster.namespace)
+        .some((e) => e.reason === 'Invalid' && (e.regarding as { name: string }).name === 'odd'),
+    5000,
+    'Invalid Event',
   );
   await assert.rejects(
     cluster.apply(
@@ -279,6 +284,7 @@ test('two replicas: only the leader writes; the standby takes over when the lead
         .filter((e) => (e.regarding as { name: string }).name.startsWith('two-replicas'))
         .map((e) => e.reportingInstance),
     );
+  await waitFor(() => instances().size > 0, 5000, 'Events recorded');
   assert.deepEqual(instances(), new Set(['op-b']));
   assert.equal(
     standby.logs.some((l) => l.msg === 'Configs rendered'),

@@ -13,14 +13,16 @@ import type { Logger } from 'pino';
 import type { BootClient } from '../../../common/src/bootclient.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { mergeStatus } from './conditions.ts';
+import { EventRecorder } from './event-recorder.ts';
 import { ApiCallError, type OperatorApi } from './ports.ts';
-import { render, type RenderOptions, type RenderResult } from './render.ts';
+import { memoiseValidation, render, type RenderOptions, type RenderResult } from './render.ts';
 import type { WorkQueue } from './work-queue.ts';
 
 export const RENDER_KEY = 'render';
 const STATUS_PREFIX = 'status:';
 const MAX_CONFLICT_RETRIES = 5;
 const RENDER_DEBOUNCE_MS = 20;
+const FENCED_RETRY_MS = 250;
 
 export interface RenderedConfigMap {
   metadata?: { name?: string; resourceVersion?: string };
@@ -67,6 +69,8 @@ function freshestOf<T extends { metadata?: { resourceVersion?: string } }>(
 
 export class Controller {
   private last: RenderResult | undefined;
+  private readonly validate = memoiseValidation();
+  private readonly events: EventRecorder;
   /** Status we wrote, until the informer shows it: avoids a second write from a stale cache. */
   private readonly written = new Map<string, { before: string; object: BootClient }>();
   /** The same for ConfigMaps: a second render before the informer caught up would get a 409. */
@@ -75,7 +79,9 @@ export class Controller {
     { before: string; object: RenderedConfigMap }
   >();
 
-  constructor(private readonly o: ControllerOptions) {}
+  constructor(private readonly o: ControllerOptions) {
+    this.events = new EventRecorder(o.api, o.metrics, o.log);
+  }
 
   /**
    * Queues the whole-world render after a short delay, so a burst of events (a relist,
@@ -96,7 +102,12 @@ export class Controller {
       const controller = key === RENDER_KEY ? 'render' : 'status';
       const stop = this.o.metrics.reconcileDuration.startTimer({ controller });
       try {
-        if (!this.o.isLeader()) continue;
+        if (!this.o.isLeader()) {
+          // Not leading, or a renewal is late (a long GC pause, a slow API server): keep the
+          // key rather than lose it; a standby cycles only the render key, cheaply.
+          this.o.queue.addAfter(key, FENCED_RETRY_MS);
+          continue;
+        }
         if (key === RENDER_KEY) await this.reconcileAll();
         else await this.reconcileStatus(key.slice(STATUS_PREFIX.length));
         this.o.queue.forget(key);
@@ -126,7 +137,8 @@ export class Controller {
   }
 
   private async reconcileAll(): Promise<void> {
-    const result = render(this.o.bootClients.values(), this.o.renderOptions);
+    const result = render(this.o.bootClients.values(), this.o.renderOptions, this.validate);
+    this.validate.prune(new Set(this.o.bootClients.keys()));
     let written = 0;
     for (const [name, data] of result.shards) {
       const current = freshestOf(
@@ -201,7 +213,7 @@ export class Controller {
         const updated = await this.o.api.writeStatus(bc, merged.status);
         this.o.metrics.apiWrites.inc({ kind: 'status', result: 'success' });
         this.written.set(key, { before: bc.metadata.resourceVersion ?? '', object: updated });
-        for (const e of merged.events) await this.recordEvent(updated, e);
+        for (const e of merged.events) this.events.record(updated, e);
         return;
       } catch (err) {
         const conflict = err instanceof ApiCallError && (err.status === 409 || err.status === 404);
@@ -211,27 +223,6 @@ export class Controller {
         const [namespace = '', name = ''] = key.split('/');
         bc = (await this.o.api.getBootClient(namespace, name)) ?? undefined;
       }
-    }
-  }
-
-  private async recordEvent(
-    bc: BootClient,
-    e: Parameters<OperatorApi['recordEvent']>[1],
-  ): Promise<void> {
-    try {
-      await this.o.api.recordEvent(bc, e);
-      this.o.metrics.apiWrites.inc({ kind: 'event', result: 'success' });
-    } catch (err) {
-      // Events are best-effort: the condition already says the same thing.
-      this.o.metrics.apiWrites.inc({ kind: 'event', result: 'error' });
-      this.o.log.warn(
-        {
-          bootClient: `${bc.metadata.namespace}/${bc.metadata.name}`,
-          reason: e.reason,
-          err: (err as Error).message,
-        },
-        'Event not recorded',
-      );
     }
   }
 }

@@ -7,6 +7,7 @@ import {
   bootClientKey,
   validateBootClientSpec,
   type BootClient,
+  type BootClientValidation,
 } from '../../../common/src/bootclient.ts';
 import { formatProblems } from '../../../common/src/nbd-config.ts';
 import { configMapKeyOf, shardOf, shardName } from './shards.ts';
@@ -57,7 +58,40 @@ const accepted: DesiredCondition = {
   message: 'spec is valid',
 };
 
-export function render(bootClients: Iterable<BootClient>, options: RenderOptions): RenderResult {
+/** Validates one BootClient's spec; the shell passes a memoised one (see memoiseValidation). */
+export type SpecValidator = (bc: BootClient) => BootClientValidation;
+
+const validateFresh: SpecValidator = (bc) => validateBootClientSpec(bc.spec);
+
+/**
+ * A validator that remembers results by uid and generation (the API server bumps the
+ * generation on every spec change), so re-rendering 10,000 unchanged BootClients does not
+ * re-parse 10,000 URLs. Holds one entry per live object; call prune() after a render.
+ */
+export function memoiseValidation(): SpecValidator & { prune(live: Set<string>): void } {
+  const memo = new Map<string, { uid: string; generation: number; result: BootClientValidation }>();
+  const validate = (bc: BootClient) => {
+    const key = bootClientKey(bc.metadata);
+    const uid = bc.metadata.uid ?? '';
+    const generation = bc.metadata.generation ?? -1;
+    const hit = memo.get(key);
+    if (hit && uid && hit.uid === uid && hit.generation === generation) return hit.result;
+    const result = validateBootClientSpec(bc.spec);
+    memo.set(key, { uid, generation, result });
+    return result;
+  };
+  return Object.assign(validate, {
+    prune(live: Set<string>) {
+      for (const key of memo.keys()) if (!live.has(key)) memo.delete(key);
+    },
+  });
+}
+
+export function render(
+  bootClients: Iterable<BootClient>,
+  options: RenderOptions,
+  validate: SpecValidator = validateFresh,
+): RenderResult {
   const statuses = new Map<string, DesiredStatus>();
   const holders = new Map<string, { bc: BootClient; fileName: string; text: string }>();
   const live = [...bootClients].filter((bc) => !bc.metadata.deletionTimestamp).sort(olderFirst);
@@ -66,7 +100,7 @@ export function render(bootClients: Iterable<BootClient>, options: RenderOptions
   for (const bc of live) {
     const key = bootClientKey(bc.metadata);
     const generation = bc.metadata.generation ?? 0;
-    const v = validateBootClientSpec(bc.spec);
+    const v = validate(bc);
     if (!v.ok) {
       const message = formatProblems(v.problems);
       statuses.set(key, {
