@@ -84,7 +84,7 @@ const rtftp = spawn(
     client,
   ],
   {
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RTFTP_WORK_DIR: join(dir, 'work') },
   },
 );

@@ -157,16 +157,19 @@ export class TftpServer {
     const key = `${local}|${rinfo.address}|${rinfo.port}`;
     const existing = this.transfers.get(key);
     if (existing) {
-      // A retransmitted RRQ (the client has not seen our first reply yet) is absorbed;
-      // after an ACK, the same port asking again is a new boot (pxelinux reuses 49152).
-      if (!existing.shell || !existing.shell.state.acknowledged) {
+      // While a transfer for this client port runs, an RRQ from it is a retransmission
+      // (possibly delivered late by a reordering link) and is absorbed. Only once the
+      // whole file was sent — the client may be done and our final ACK lost — is the
+      // same port asking again a new boot (pxelinux restarts at port 49152).
+      const s = existing.shell?.state;
+      if (!s || s.lastBlock === null || s.sentUpTo < s.lastBlock) {
         this.opts.logger.debug(
           { client: rinfo.address, clientPort: rinfo.port, file: req.filename },
           'Duplicate request ignored',
         );
         return;
       }
-      existing.shell.abort('superseded by a new request');
+      existing.shell?.abort('superseded by a new request');
     }
     const clientIp = canonicalIp(rinfo.address) ?? rinfo.address;
     const fields = { client: clientIp, clientPort: rinfo.port, file: req.filename };
