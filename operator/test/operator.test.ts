@@ -70,6 +70,7 @@ after(async () => {
 
 test('apply, update and delete a BootClient: its <ip>.nbd appears, changes and goes, through the sync sidecar', async (t) => {
   const started = Date.now();
+  const step = (what: string) => t.diagnostic(`${what} after ${Date.now() - started} ms`);
   await cluster.apply(bootClient('board-1', { ip: '10.0.0.5', url: 'nbd://10.0.0.1/one' }));
   await waitFor(() => fileText('10.0.0.5'), 5000, '10.0.0.5.nbd');
   t.diagnostic(`apply -> file latency: ${Date.now() - started} ms`);
@@ -86,7 +87,9 @@ test('apply, update and delete a BootClient: its <ip>.nbd appears, changes and g
   await cluster.apply(
     bootClient('board-1', { ip: '10.0.0.5', url: 'nbd://10.0.0.1/two', idleTimeout: 60 }),
   );
+  step('status');
   await waitFor(() => fileText('10.0.0.5')?.includes('/two'), 5000, 'updated config');
+  step('update');
   assert.match(fileText('10.0.0.5')!, /"idle_timeout":60/);
 
   await cluster.apply(bootClient('board-1', { ip: '10.0.0.6', url: 'nbd://10.0.0.1/two' }));
@@ -96,6 +99,7 @@ test('apply, update and delete a BootClient: its <ip>.nbd appears, changes and g
     'config moved to the new IP',
   );
 
+  step('move');
   await cluster.delete('BootClient', 'board-1');
   await waitFor(() => !existsSync(file('10.0.0.6')), 5000, 'config removed');
 });

@@ -249,3 +249,19 @@ test('dropWatches ends open watches', async () => {
   assert.equal(server.dropWatches(), 1);
   await ended;
 });
+
+test('injected latency delays every request; injected write failures are 500 without effect', async () => {
+  server.faults.latencyMs = 150;
+  const t0 = Date.now();
+  await core.listNamespacedConfigMap({ namespace: ns });
+  assert.ok(Date.now() - t0 >= 140);
+  server.faults.latencyMs = 0;
+  server.faults.failWriteRatio = 1;
+  try {
+    const body = { metadata: { name: 'never' }, data: {} };
+    assert.equal(await status(core.createNamespacedConfigMap({ namespace: ns, body })), 500);
+  } finally {
+    server.faults.failWriteRatio = 0;
+  }
+  assert.equal(await status(core.readNamespacedConfigMap({ namespace: ns, name: 'never' })), 404);
+});
