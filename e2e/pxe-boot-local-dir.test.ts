@@ -39,16 +39,13 @@ const PXELINUX_FILES = [
 
 describe('PXE boot from per-client directories', { skip: skip ?? false }, () => {
   let lab: PxeLab;
-  const rescueMarker = markerText('rescue', makeNonce());
+  let rescueMarker: string;
 
   before(async () => {
     lab = await PxeLab.create('local');
     const def = join(lab.root, 'default');
     // default/: the rescue payload, reachable by every client, and pxelinux itself.
-    await copyFile(lab.kernel, join(def, 'vmlinuz'));
-    const [, , rescueNonce] = rescueMarker.split(' ');
-    await buildMarkerInitrd(join(def, 'initrd.gz'), 'rescue', rescueNonce!);
-    await writeFile(join(def, 'boot.ipxe'), ipxeScript());
+    rescueMarker = await lab.installRescuePayload();
     for (const f of PXELINUX_FILES) await copyFile(f, join(def, f.split('/').at(-1)!));
     await mkdir(join(def, 'pxelinux.cfg'));
     await writeFile(join(def, 'pxelinux.cfg', 'default'), pxelinuxConfig());
@@ -71,16 +68,7 @@ describe('PXE boot from per-client directories', { skip: skip ?? false }, () => 
     const boot = await lab.bootAndExpect('bios-ipxe, client dir', IPXE_HOST, 'bios-ipxe', marker, [
       rescueMarker,
     ]);
-    const served = lab.dataplane!.transfers(IPXE_HOST.ip, boot.vm.startedAt);
-    const completed = served.filter((t) => t.outcome === 'completed');
-    assert.deepEqual(
-      completed.map((t) => [t.file, t.source]),
-      [
-        ['boot.ipxe', 'client-dir'],
-        ['vmlinuz', 'client-dir'],
-        ['initrd.gz', 'client-dir'],
-      ],
-    );
+    lab.assertIpxeBootFrom(IPXE_HOST, boot.vm.startedAt, 'client-dir');
   });
 
   test('pxelinux from default/ reads its config from the client directory first', async () => {
@@ -103,12 +91,7 @@ describe('PXE boot from per-client directories', { skip: skip ?? false }, () => 
       marker,
       [rescueMarker],
     );
-    const sourceOf = new Map(
-      lab
-        .dataplane!.transfers(PXELINUX_HOST.ip, boot.vm.startedAt)
-        .filter((t) => t.outcome === 'completed')
-        .map((t) => [t.file.replace(/^\/+/, ''), t.source]),
-    );
+    const sourceOf = new Map(lab.servedFiles(PXELINUX_HOST, boot.vm.startedAt));
     assert.equal(sourceOf.get('pxelinux.0'), 'default');
     assert.equal(sourceOf.get('ldlinux.c32'), 'default');
     assert.equal(sourceOf.get('pxelinux.cfg/default'), 'client-dir');

@@ -4,11 +4,18 @@
  * test file calls from its `after` hook whatever happened. The expensive parts (the
  * dataplane and its appliances) are shared by the scenarios of the file.
  */
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BootNetwork, pxeUnsupportedReason, stopAll } from './boot-network.ts';
-import { findHostKernel } from './boot-payload.ts';
+import {
+  buildMarkerInitrd,
+  findHostKernel,
+  ipxeScript,
+  makeNonce,
+  markerText,
+} from './boot-payload.ts';
 import { dataplaneMissingReason, startDataplane } from './dataplane-process.ts';
 import type { RunningDataplane } from './dataplane-process.ts';
 import { startDhcp } from './dhcp-server.ts';
@@ -26,6 +33,9 @@ export async function pxeSkipReason(): Promise<string | null> {
     ((await findHostKernel()) ? null : 'no /boot/vmlinuz-* (linux-image-amd64) to boot')
   );
 }
+
+/** What an iPXE boot fetches, in order: the script, then what it names. */
+export const IPXE_FILES = ['boot.ipxe', 'vmlinuz', 'initrd.gz'];
 
 export interface LabHost extends DhcpHost {
   name: string;
@@ -58,6 +68,34 @@ export class PxeLab {
       await rm(workDir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /**
+   * default/'s rescue payload for iPXE (script, kernel, an initrd with its own marker),
+   * which any client whose own files cannot be found boots; returns that marker.
+   */
+  async installRescuePayload(): Promise<string> {
+    const def = join(this.root, 'default');
+    const nonce = makeNonce();
+    await copyFile(this.kernel, join(def, 'vmlinuz'));
+    await buildMarkerInitrd(join(def, 'initrd.gz'), 'rescue', nonce);
+    await writeFile(join(def, 'boot.ipxe'), ipxeScript());
+    return markerText('rescue', nonce);
+  }
+
+  /** [file, source] of each transfer completed for `host` since `since`, in order. */
+  servedFiles(host: LabHost, since: number): [string, string][] {
+    return this.dataplane!.transfers(host.ip, since)
+      .filter((t) => t.outcome === 'completed')
+      .map((t) => [t.file, String(t.source)]);
+  }
+
+  /** Asserts an iPXE boot fetched exactly its three files, all from `source`. */
+  assertIpxeBootFrom(host: LabHost, since: number, source: string): void {
+    assert.deepEqual(
+      this.servedFiles(host, since),
+      IPXE_FILES.map((f) => [f, source]),
+    );
   }
 
   async start(hosts: readonly LabHost[], dataplaneArgs: string[] = []): Promise<void> {
