@@ -18,8 +18,6 @@ import {
   makeNonce,
   markerText,
 } from './harness/boot-payload.ts';
-import { transferStart } from './harness/boot-report.ts';
-import type { RunningDataplane } from './harness/dataplane-process.ts';
 import { PxeLab, pxeSkipReason } from './harness/pxe-lab.ts';
 import type { LabHost } from './harness/pxe-lab.ts';
 
@@ -50,25 +48,6 @@ function bootFiles(kernel: string, initrd: string) {
     { path: 'vmlinuz', fromFile: kernel },
     { path: 'initrd.gz', fromFile: initrd },
   ];
-}
-
-/** The disk was connected (proactively) before the client's first request of this boot. */
-function assertConnectedBeforeFirstRequest(dp: RunningDataplane, ip: string, since: number) {
-  const connected = dp
-    .entries()
-    .find((e) => e.msg === 'Disk connected' && e.client === ip && e.time >= since - 60_000);
-  assert.ok(connected, `no "Disk connected" line for ${ip}`);
-  const first = dp.transfers(ip, since)[0];
-  assert.ok(first, `no transfer for ${ip}`);
-  assert.ok(
-    connected.time <= transferStart(first),
-    `disk of ${ip} connected at ${new Date(connected.time).toISOString()}, after the first ` +
-      `request (${first.file} at ${new Date(transferStart(first)).toISOString()})`,
-  );
-  console.log(
-    `[pxe] ${ip}: disk connected (${String(connected.backend)}, ${String(connected.durationMs)} ms)` +
-      ` ${((transferStart(first) - connected.time) / 1000).toFixed(1)} s before the first request`,
-  );
 }
 
 describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, () => {
@@ -125,7 +104,7 @@ describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, (
       markerText(MBR_HOST.name, nonces.mbr),
       [rescueMarker],
     );
-    assertConnectedBeforeFirstRequest(lab.dataplane!, MBR_HOST.ip, boot.vm.startedAt);
+    lab.assertDiskConnectedBeforeFirstRequest(MBR_HOST, boot.vm.startedAt);
     lab.assertIpxeBootFrom(MBR_HOST, boot.vm.startedAt, 'nbd');
   });
 
@@ -149,7 +128,7 @@ describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, (
       markerText(GPT_HOST.name, nonces.gpt),
       [rescueMarker],
     );
-    assertConnectedBeforeFirstRequest(lab.dataplane!, GPT_HOST.ip, boot.vm.startedAt);
+    lab.assertDiskConnectedBeforeFirstRequest(GPT_HOST, boot.vm.startedAt);
     assert.equal(connected.backend, 'guestfs');
     lab.assertIpxeBootFrom(GPT_HOST, boot.vm.startedAt, 'nbd');
   });

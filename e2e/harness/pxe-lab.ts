@@ -23,7 +23,7 @@ import type { DhcpHost } from './dhcp-server.ts';
 import { startVm, expectBootMarker } from './pxe-vm.ts';
 import type { Firmware, RunningVm, BootResult } from './pxe-vm.ts';
 import type { TrackedProcess } from './processes.ts';
-import { formatBootReport } from './boot-report.ts';
+import { formatBootReport, transferStart } from './boot-report.ts';
 
 /** Why the PXE tests of this machine must be skipped, or null. */
 export async function pxeSkipReason(): Promise<string | null> {
@@ -95,6 +95,30 @@ export class PxeLab {
     assert.deepEqual(
       this.servedFiles(host, since),
       IPXE_FILES.map((f) => [f, source]),
+    );
+  }
+
+  /**
+   * The host's disk was connected (proactively: no request of this boot waited for it)
+   * before the first request of the boot that started at `since`; prints the margin.
+   */
+  assertDiskConnectedBeforeFirstRequest(host: LabHost, since: number): void {
+    const dp = this.dataplane!;
+    const connected = dp
+      .entries()
+      .findLast((e) => e.msg === 'Disk connected' && e.client === host.ip);
+    assert.ok(connected, `no "Disk connected" line for ${host.ip}`);
+    const first = dp.transfers(host.ip, since)[0];
+    assert.ok(first, `no transfer for ${host.ip}`);
+    assert.ok(
+      connected.time <= transferStart(first),
+      `disk of ${host.ip} connected at ${new Date(connected.time).toISOString()}, after the ` +
+        `first request (${first.file} at ${new Date(transferStart(first)).toISOString()})`,
+    );
+    console.log(
+      `[pxe] ${host.ip}: disk connected (${String(connected.backend)}, ` +
+        `${String(connected.durationMs)} ms) ` +
+        `${((transferStart(first) - connected.time) / 1000).toFixed(1)} s before the first request`,
     );
   }
 
