@@ -55,7 +55,7 @@ const cluster = await startTestCluster({
       firstList = Date.now();
   },
 });
-const dir = mkdtempSync(join(tmpdir(), 'rtftp-bench-'));
+const dir = mkdtempSync(join(tmpdir(), 'rtftp-operator-bench-'));
 const procs: { stop(): Promise<void> }[] = [];
 try {
   const created = Date.now();
@@ -77,9 +77,11 @@ try {
     dir,
   });
   procs.push(sync);
+  // Production lease timings: the bench measures throughput, not failover.
   const operator = await startOperator({
     kubeconfig: cluster.kubeconfigPath,
     namespace: cluster.namespace,
+    args: ['--lease-duration', '15', '--renew-deadline', '10', '--retry-period', '2'],
   });
   procs.push(operator);
   const files = () => readdirSync(dir).filter((n) => n.endsWith('.nbd')).length;

@@ -17,14 +17,30 @@ if (args === 'help') {
   process.exit(0);
 }
 const log = pino({ level: args.logLevel, base: { mode: args.mode } });
-try {
-  const stop = args.mode === 'sync' ? await runSync(args, log) : await runController(args, log);
-  const shutdown = (signal: string) => {
-    log.info({ signal }, 'Shutdown requested');
-    void stop().then(() => process.exit(process.exitCode ?? 0));
+let stop: (() => Promise<void>) | undefined;
+const shutdown = (signal: string) => {
+  log.info({ signal }, 'Shutdown requested');
+  // Before start-up finished (informers still syncing) there is nothing to stop cleanly.
+  void (stop ?? (async () => undefined))().then(() => process.exit(process.exitCode ?? 0));
+};
+// Test harnesses set this so a killed test run leaves no operator behind (no PDEATHSIG in Node).
+if (process.env.RTFTP_OPERATOR_EXIT_WITH_PARENT === '1') {
+  // process.ppid is read once at start in Node; probe the parent's pid instead.
+  const parent = process.ppid;
+  const alive = () => {
+    try {
+      process.kill(parent, 0);
+      return true;
+    } catch {
+      return false;
+    }
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  setInterval(() => !alive() && shutdown('parent exited'), 1000).unref();
+}
+process.once('SIGTERM', () => shutdown('SIGTERM'));
+process.once('SIGINT', () => shutdown('SIGINT'));
+try {
+  stop = args.mode === 'sync' ? await runSync(args, log) : await runController(args, log);
 } catch (err) {
   log.fatal(
     { err: (err as Error).message, code: (err as { code?: string }).code },

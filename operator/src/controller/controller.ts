@@ -121,7 +121,10 @@ export class Controller {
           this.o.queue.forget(key);
           this.o.metrics.reconciles.inc({ controller, result: 'error' });
           this.o.log.error({ key, err: e.message, status: e.status }, 'Reconcile failed for good');
-        } else if (this.o.isLeader()) {
+        } else if (!this.o.isLeader()) {
+          // Fenced mid-reconcile (the write was refused): retry once the Lease is renewed.
+          this.o.queue.addAfter(key, FENCED_RETRY_MS);
+        } else {
           const delayMs = this.o.queue.addRateLimited(key);
           this.o.metrics.reconciles.inc({ controller, result: 'requeue' });
           this.o.log.warn(

@@ -159,7 +159,7 @@ function spawnOperator(
   env: NodeJS.ProcessEnv = {},
 ): SpawnedProcess {
   const proc = spawn(process.execPath, [OPERATOR_BIN, ...args], {
-    env: { ...process.env, KUBECONFIG: kubeconfig, ...env },
+    env: { ...process.env, KUBECONFIG: kubeconfig, RTFTP_OPERATOR_EXIT_WITH_PARENT: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
@@ -234,9 +234,9 @@ export async function startOperator(o: {
       '--identity',
       o.identity ?? `op-${Math.random().toString(36).slice(2, 8)}`,
       '--lease-duration',
-      '3',
+      '4',
       '--renew-deadline',
-      '2',
+      '3',
       '--retry-period',
       '0.5',
       ...(o.args ?? []),
