@@ -5,7 +5,7 @@
  * - apply -> file latency through the shared-volume path (ConfigMap shards -> sync -> file),
  *   with N BootClients present;
  * - operator RSS (and peak) at N.
- * Run: node --import tsx bench/operator.ts [--count 10000] [--samples 20]
+ * Run: node --import tsx bench/operator.ts [--count 10000] [--samples 20] [--workers 4]
  */
 import { existsSync, readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '10000' },
     samples: { type: 'string', default: '20' },
+    workers: { type: 'string', default: '4' },
   },
 });
 const count = Number(values.count);
@@ -81,7 +82,16 @@ try {
   const operator = await startOperator({
     kubeconfig: cluster.kubeconfigPath,
     namespace: cluster.namespace,
-    args: ['--lease-duration', '15', '--renew-deadline', '10', '--retry-period', '2'],
+    args: [
+      '--lease-duration',
+      '15',
+      '--renew-deadline',
+      '10',
+      '--retry-period',
+      '2',
+      '--workers',
+      values.workers,
+    ],
   });
   procs.push(operator);
   const files = () => readdirSync(dir).filter((n) => n.endsWith('.nbd')).length;
