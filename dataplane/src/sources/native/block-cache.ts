@@ -18,7 +18,20 @@ export interface RawDisk {
 /** A byte range of the disk (the whole disk or one partition), read with an epoch. */
 export interface BlockReader {
   readonly size: number;
-  read(offset: number, length: number, epoch: number): Promise<Buffer>;
+  /**
+   * `readahead`: bytes after the range worth fetching now, without waiting for them
+   * (a file read sequentially); ignored past the end of the device.
+   */
+  read(offset: number, length: number, epoch: number, readahead?: number): Promise<Buffer>;
+  /** Like read, into `dst` at `dstOffset`: file data is copied once, from page to packet. */
+  readInto(
+    offset: number,
+    length: number,
+    dst: Buffer,
+    dstOffset: number,
+    epoch: number,
+    readahead?: number,
+  ): Promise<void>;
 }
 
 export interface CacheStats {
@@ -29,6 +42,8 @@ export interface CacheStats {
 
 export const PAGE_SIZE = 64 * 1024;
 export const DEFAULT_CACHE_BYTES = 4 * 1024 * 1024;
+/** Consecutive missing pages fetched in one NBD request. */
+const MAX_PAGES_PER_FETCH = 16;
 
 interface Page {
   buf: Buffer;
@@ -58,29 +73,87 @@ export class CachedDisk implements BlockReader {
     return ++this.epochCounter;
   }
 
-  async read(offset: number, length: number, epoch: number): Promise<Buffer> {
+  private checkRange(offset: number, length: number): void {
     check(
       Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.size,
       `read of ${length} bytes at ${offset} lies outside the ${this.size}-byte disk`,
     );
-    if (length === 0) return Buffer.alloc(0);
+  }
+
+  /** The bytes; a range inside one page is a view of the cached page (never to be written). */
+  async read(offset: number, length: number, epoch: number, readahead = 0): Promise<Buffer> {
+    this.checkRange(offset, length);
     const first = Math.floor(offset / PAGE_SIZE);
-    const last = Math.floor((offset + length - 1) / PAGE_SIZE);
-    if (first === last) {
+    if (length > 0 && first === Math.floor((offset + length - 1) / PAGE_SIZE)) {
+      if (readahead > 0) this.prefetch(first + 1, Math.ceil(readahead / PAGE_SIZE), epoch);
       const page = await this.page(first, epoch);
       const at = offset - first * PAGE_SIZE;
       return page.subarray(at, at + length);
     }
-    const pages = [];
-    for (let p = first; p <= last; p++) pages.push(this.page(p, epoch));
-    const whole = Buffer.concat(await Promise.all(pages));
-    const at = offset - first * PAGE_SIZE;
-    return whole.subarray(at, at + length);
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, length, out, 0, epoch, readahead);
+    return out;
+  }
+
+  async readInto(
+    offset: number,
+    length: number,
+    dst: Buffer,
+    dstOffset: number,
+    epoch: number,
+    readahead = 0,
+  ): Promise<void> {
+    this.checkRange(offset, length);
+    if (length === 0) return;
+    const first = Math.floor(offset / PAGE_SIZE);
+    const last = Math.floor((offset + length - 1) / PAGE_SIZE);
+    if (readahead > 0) this.prefetch(last + 1, Math.ceil(readahead / PAGE_SIZE), epoch);
+    const got = await Promise.all(this.pagesFrom(first, last, epoch));
+    got.forEach((page, i) => {
+      const pageStart = (first + i) * PAGE_SIZE;
+      const from = Math.max(offset, pageStart);
+      const to = Math.min(offset + length, pageStart + page.length);
+      page.copy(dst, dstOffset + (from - offset), from - pageStart, to - pageStart);
+    });
+  }
+
+  /** Starts fetching `count` pages from page `from` that are neither cached nor coming. */
+  private prefetch(from: number, count: number, epoch: number): void {
+    // Never prefetch more than a quarter of the cache: it would evict what it fetched.
+    const budget = Math.min(count, Math.floor(this.maxBytes / PAGE_SIZE / 4));
+    const last = Math.min(Math.floor((this.size - 1) / PAGE_SIZE), from + budget - 1);
+    // A failed prefetch is forgotten: the read that needs the page fetches it again.
+    for (const p of this.pagesFrom(from, last, epoch)) p.catch(() => undefined);
+  }
+
+  /** Pages first..last, fetching the missing ones with one request per run of them. */
+  private pagesFrom(first: number, last: number, epoch: number): Promise<Buffer>[] {
+    const out: Promise<Buffer>[] = [];
+    for (let p = first; p <= last;) {
+      const ready = this.known(p, epoch);
+      if (ready) {
+        out.push(ready);
+        p++;
+        continue;
+      }
+      let run = 1;
+      while (p + run <= last && run < MAX_PAGES_PER_FETCH && !this.known(p + run, epoch, false))
+        run++;
+      out.push(...this.fetch(p, run));
+      p += run;
+    }
+    return out;
   }
 
   private page(n: number, epoch: number): Promise<Buffer> {
+    return this.known(n, epoch) ?? this.fetch(n, 1)[0]!;
+  }
+
+  /** The page if cached or coming at `epoch` or newer (counted as a hit when cached). */
+  private known(n: number, epoch: number, count = true): Promise<Buffer> | undefined {
     const cached = this.pages.get(n);
     if (cached && cached.epoch >= epoch) {
+      if (!count) return Promise.resolve(cached.buf);
       // Map order is the LRU order: move to the back.
       this.pages.delete(n);
       this.pages.set(n, cached);
@@ -89,25 +162,36 @@ export class CachedDisk implements BlockReader {
       return Promise.resolve(cached.buf);
     }
     const pending = this.inFlight.get(n);
-    if (pending && pending.epoch >= epoch) return pending.promise;
-    this.stats.misses++;
+    return pending && pending.epoch >= epoch ? pending.promise : undefined;
+  }
+
+  /** One request for `count` consecutive pages; each page is cached as its own copy. */
+  private fetch(first: number, count: number): Promise<Buffer>[] {
+    this.stats.misses += count;
     const tag = this.epochCounter;
-    const start = n * PAGE_SIZE;
-    const promise = this.raw.read(start, Math.min(PAGE_SIZE, this.size - start)).then(
-      (buf) => {
-        if (this.inFlight.get(n)?.promise === promise) this.inFlight.delete(n);
-        this.stats.bytesFetched += buf.length;
-        this.onStat?.('miss', buf.length);
-        this.store(n, { buf, epoch: tag });
-        return buf;
-      },
-      (err: unknown) => {
-        if (this.inFlight.get(n)?.promise === promise) this.inFlight.delete(n);
-        throw err;
-      },
-    );
-    this.inFlight.set(n, { promise, epoch: tag });
-    return promise;
+    const start = first * PAGE_SIZE;
+    const all = this.raw.read(start, Math.min(count * PAGE_SIZE, this.size - start));
+    return Array.from({ length: count }, (_, i) => {
+      const n = first + i;
+      const promise = all.then(
+        (buf) => {
+          if (this.inFlight.get(n)?.promise === promise) this.inFlight.delete(n);
+          // A copy: a page kept must not pin the whole request's buffer.
+          const page =
+            count === 1 ? buf : Buffer.from(buf.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+          this.stats.bytesFetched += page.length;
+          this.onStat?.('miss', page.length);
+          this.store(n, { buf: page, epoch: tag });
+          return page;
+        },
+        (err: unknown) => {
+          if (this.inFlight.get(n)?.promise === promise) this.inFlight.delete(n);
+          throw err;
+        },
+      );
+      this.inFlight.set(n, { promise, epoch: tag });
+      return promise;
+    });
   }
 
   private store(n: number, page: Page): void {
@@ -140,11 +224,37 @@ export class DiskRange implements BlockReader {
     readonly size: number,
   ) {}
 
-  read(offset: number, length: number, epoch: number): Promise<Buffer> {
+  private checkRange(offset: number, length: number): void {
     check(
       Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.size,
       `read of ${length} bytes at ${offset} lies outside the ${this.size}-byte partition`,
     );
-    return this.disk.read(this.start + offset, length, epoch);
+  }
+
+  read(offset: number, length: number, epoch: number, readahead = 0): Promise<Buffer> {
+    this.checkRange(offset, length);
+    return this.disk.read(
+      this.start + offset,
+      length,
+      epoch,
+      this.ahead(offset, length, readahead),
+    );
+  }
+
+  readInto(
+    offset: number,
+    length: number,
+    dst: Buffer,
+    dstOffset: number,
+    epoch: number,
+    readahead = 0,
+  ): Promise<void> {
+    this.checkRange(offset, length);
+    const ahead = this.ahead(offset, length, readahead);
+    return this.disk.readInto(this.start + offset, length, dst, dstOffset, epoch, ahead);
+  }
+
+  private ahead(offset: number, length: number, readahead: number): number {
+    return Math.max(0, Math.min(readahead, this.size - offset - length));
   }
 }

@@ -7,7 +7,7 @@ import type { BlockReader } from './block-cache.ts';
 import { NativeErrorCode, check, diskError } from './errors.ts';
 import { InodeFlag, inlineData, mapBlock, parseInode } from './ext-inode.ts';
 import type { ExtNode, ExtVolume } from './ext-inode.ts';
-import { MAX_DIRECTORY_BYTES } from './filesystem.ts';
+import { MAX_DIRECTORY_BYTES, READAHEAD_BYTES, readBytes } from './filesystem.ts';
 import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 
 export const EXT_MAGIC = 0xef53;
@@ -226,34 +226,41 @@ class ExtFilesystem implements Filesystem {
     if (node.flags & InodeFlag.InlineData) return inlineData(node).toString('utf8', 0, node.size);
     // Kernel rule (ext4_inode_is_fast_symlink): targets under 60 bytes live in i_block.
     if (node.size < 60) return node.iblock.toString('utf8', 0, node.size);
-    return (await this.read(node, 0, node.size, epoch)).toString('utf8');
+    return (await readBytes(this, node, 0, node.size, epoch)).toString('utf8');
   }
 
-  async read(file: FsNode, position: number, length: number, epoch: number): Promise<Buffer> {
+  async readInto(
+    file: FsNode,
+    position: number,
+    length: number,
+    dst: Buffer,
+    dstOffset: number,
+    epoch: number,
+  ): Promise<number> {
     const node = file as ExtNode;
     const end = Math.min(position + length, node.size);
-    if (end <= position) return Buffer.alloc(0);
+    if (end <= position) return 0;
     if (node.flags & InodeFlag.InlineData) {
       const data = inlineData(node);
       check(node.size <= data.length, `inode ${node.ino}: inline size beyond its data`);
-      return data.subarray(position, end);
+      return data.copy(dst, dstOffset, position, end);
     }
     const bs = this.v.blockSize;
-    const parts: Buffer[] = [];
     for (let at = position; at < end;) {
       const lblk = Math.floor(at / bs);
       const within = at - lblk * bs;
       const want = Math.ceil(Math.min(end - lblk * bs, MAX_RUN_BYTES) / bs);
       const run = await mapBlock(this.v, node, lblk, want, epoch);
       const take = Math.min(end - at, run.count * bs - within);
-      parts.push(
-        run.kind === 'zero'
-          ? Buffer.alloc(take)
-          : await this.v.dev.read(run.pblk * bs + within, take, epoch),
-      );
+      const to = dstOffset + (at - position);
+      if (run.kind === 'zero') dst.fill(0, to, to + take);
+      else {
+        const ahead = at + take < node.size ? READAHEAD_BYTES : 0;
+        await this.v.dev.readInto(run.pblk * bs + within, take, dst, to, epoch, ahead);
+      }
       at += take;
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return end - position;
   }
 
   async refresh(node: FsNode, epoch: number): Promise<string | null> {

@@ -6,6 +6,7 @@
 import type { BlockReader } from './block-cache.ts';
 import { check, corrupt } from './errors.ts';
 import { ClusterChain } from './fat-chain.ts';
+import { READAHEAD_BYTES } from './filesystem.ts';
 import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 
 const Attr = {
@@ -17,6 +18,11 @@ const Attr = {
   Lfn: 0x0f,
 } as const;
 const ENTRY = 32;
+/** Bytes of FAT read at once while following a chain. */
+const FAT_WINDOW = 16 * 1024;
+/** Largest single data read (clusters that follow each other on disk are read together). */
+const MAX_RUN_BYTES = 1024 * 1024;
+
 /** A FAT directory holds at most 65536 entries (the spec's limit). */
 const MAX_DIR_ENTRIES = 65536;
 
@@ -152,16 +158,20 @@ class FatFilesystem implements Filesystem {
     return root;
   }
 
-  private async fatEntry(cluster: number, epoch: number): Promise<number> {
+  /** Byte offset of a cluster's FAT entry and the bytes it spans. */
+  private entryPlace(cluster: number): [number, number] {
     const { bits, fatOffset } = this.g;
-    if (bits === 12) {
-      const at = fatOffset + Math.floor(cluster * 1.5);
-      const v = (await this.dev.read(at, 2, epoch)).readUInt16LE(0);
+    if (bits === 12) return [fatOffset + Math.floor(cluster * 1.5), 2];
+    return [fatOffset + cluster * (bits / 8), bits / 8];
+  }
+
+  private decodeEntry(window: Buffer, at: number, cluster: number): number {
+    if (this.g.bits === 12) {
+      const v = window.readUInt16LE(at);
       return cluster & 1 ? v >> 4 : v & 0xfff;
     }
-    if (bits === 16)
-      return (await this.dev.read(fatOffset + cluster * 2, 2, epoch)).readUInt16LE(0);
-    return (await this.dev.read(fatOffset + cluster * 4, 4, epoch)).readUInt32LE(0) & 0x0fffffff;
+    if (this.g.bits === 16) return window.readUInt16LE(at);
+    return window.readUInt32LE(at) & 0x0fffffff;
   }
 
   private isEnd(v: number): boolean {
@@ -172,7 +182,11 @@ class FatFilesystem implements Filesystem {
     return c >= 2 && c < this.g.clusters + 2;
   }
 
-  /** The cluster at chain position `index` of the node, or null past the chain's end. */
+  /**
+   * The cluster at chain position `index` of the node, or null past the chain's end.
+   * The FAT is read a window at a time: following a chain costs one disk read per
+   * FAT_WINDOW bytes of FAT, not one per cluster.
+   */
   private async clusterAt(node: FatNode, index: number, epoch: number): Promise<number | null> {
     if (!node.chain) {
       if (node.cluster === 0) return null;
@@ -180,15 +194,27 @@ class FatFilesystem implements Filesystem {
       node.chain = new ClusterChain(node.cluster);
     }
     const chain = node.chain;
-    while (index >= chain.length) {
-      if (chain.ended) return null;
-      const next = await this.fatEntry(chain.lastCluster, epoch);
-      if (this.isEnd(next)) {
-        chain.ended = true;
-        return null;
+    const fatEnd = this.g.fatOffset + this.g.fatBytes;
+    while (index >= chain.length && !chain.ended) {
+      const [windowStart, width] = this.entryPlace(chain.lastCluster);
+      const window = await this.dev.read(
+        windowStart,
+        Math.max(width, Math.min(FAT_WINDOW, fatEnd - windowStart)),
+        epoch,
+      );
+      // Follow the chain as far as this window of the FAT goes, not just to `index`.
+      for (;;) {
+        const last = chain.lastCluster;
+        const [at] = this.entryPlace(last);
+        if (at < windowStart || at + width > windowStart + window.length) break;
+        const next = this.decodeEntry(window, at - windowStart, last);
+        if (this.isEnd(next)) {
+          chain.ended = true;
+          break;
+        }
+        check(this.validCluster(next), `FAT chain points to cluster ${next}, outside the volume`);
+        chain.append(next);
       }
-      check(this.validCluster(next), `FAT chain points to cluster ${next}, outside the volume`);
-      chain.append(next);
     }
     return chain.at(index) ?? null;
   }
@@ -264,28 +290,41 @@ class FatFilesystem implements Filesystem {
     throw corrupt('FAT has no symbolic links');
   }
 
-  async read(file: FsNode, position: number, length: number, epoch: number): Promise<Buffer> {
+  async readInto(
+    file: FsNode,
+    position: number,
+    length: number,
+    dst: Buffer,
+    dstOffset: number,
+    epoch: number,
+  ): Promise<number> {
     const node = file as FatNode;
     const end = Math.min(position + length, node.size);
-    const parts: Buffer[] = [];
-    let at = position;
-    while (at < end) {
-      const index = Math.floor(at / this.g.clusterBytes);
+    const cb = this.g.clusterBytes;
+    for (let at = position; at < end;) {
+      const index = Math.floor(at / cb);
       const c = await this.clusterAt(node, index, epoch);
       if (c === null) throw corrupt(`FAT chain ends before the file's ${node.size} bytes`);
-      // Extend over clusters that follow on disk, to read them in one request.
+      // Clusters that follow each other on disk are read in one request.
       let run = 1;
-      const within = at - index * this.g.clusterBytes;
-      while (index * this.g.clusterBytes + run * this.g.clusterBytes < end && run < 64) {
-        const n = await this.clusterAt(node, index + run, epoch);
-        if (n !== c + run) break;
+      while ((index + run) * cb < end && run * cb < MAX_RUN_BYTES) {
+        if ((await this.clusterAt(node, index + run, epoch)) !== c + run) break;
         run++;
       }
-      const take = Math.min(end - at, run * this.g.clusterBytes - within);
-      parts.push(await this.dev.read(this.clusterOffset(c) + within, take, epoch));
+      const within = at - index * cb;
+      const take = Math.min(end - at, run * cb - within);
+      const ahead = at + take < node.size ? READAHEAD_BYTES : 0;
+      await this.dev.readInto(
+        this.clusterOffset(c) + within,
+        take,
+        dst,
+        dstOffset + (at - position),
+        epoch,
+        ahead,
+      );
       at += take;
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return Math.max(0, end - position);
   }
 
   async refresh(node: FsNode, epoch: number): Promise<string | null> {

@@ -27,11 +27,37 @@ export interface Filesystem {
   /** Every entry of `dir` except `.` and `..` (bounded: hostile directories are refused). */
   list(dir: FsNode, epoch: number): Promise<DirEntry[]>;
   readlink(link: FsNode, epoch: number): Promise<string>;
-  /** Bytes [position, position + length) of a regular file; holes read as zeros. */
-  read(file: FsNode, position: number, length: number, epoch: number): Promise<Buffer>;
+  /**
+   * Copies bytes [position, position + length) of a regular file (clipped at its end) into
+   * `dst` at `dstOffset`; holes read as zeros. Resolves the count copied.
+   */
+  readInto(
+    file: FsNode,
+    position: number,
+    length: number,
+    dst: Buffer,
+    dstOffset: number,
+    epoch: number,
+  ): Promise<number>;
   /** The node's metadata read again at `epoch`: its fingerprint now, or null if gone. */
   refresh(node: FsNode, epoch: number): Promise<string | null>;
 }
 
 /** Largest directory read, in bytes: bounds the work a hostile directory can cause. */
 export const MAX_DIRECTORY_BYTES = 32 * 1024 * 1024;
+
+/** Bytes read ahead past a file read, for the transfer's next sequential read. */
+export const READAHEAD_BYTES = 256 * 1024;
+
+/** The bytes of a file range in a new Buffer (symlink targets, tests). */
+export async function readBytes(
+  fs: Filesystem,
+  file: FsNode,
+  position: number,
+  length: number,
+  epoch: number,
+): Promise<Buffer> {
+  const buf = Buffer.alloc(Math.max(0, Math.min(length, file.size - position)));
+  const n = await fs.readInto(file, position, buf.length, buf, 0, epoch);
+  return buf.subarray(0, n);
+}

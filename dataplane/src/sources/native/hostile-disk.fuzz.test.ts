@@ -11,6 +11,7 @@ import { DiskError } from '../disk-session.ts';
 import { buildExt, buildFat12, writeGpt } from './memory-images.ts';
 import type { MemoryEntry } from './memory-images.ts';
 import { mountMemory } from './test-mount.ts';
+import { readBytes } from './filesystem.ts';
 
 const RUN_DEADLINE_MS = 3000;
 const files: MemoryEntry[] = [
@@ -75,8 +76,8 @@ async function exercise(
   for (const e of await vfs.walk(epoch, 10_000)) {
     const r = await vfs.resolve(e.path, epoch);
     if (r.status !== 'found' || r.node.kind !== 'file') continue;
-    await r.fs.read(r.node, 0, 65536, epoch);
-    if (r.node.size > 65536) await r.fs.read(r.node, r.node.size - 65536, 65536, epoch);
+    await readBytes(r.fs, r.node, 0, 65536, epoch);
+    if (r.node.size > 65536) await readBytes(r.fs, r.node, r.node.size - 65536, 65536, epoch);
   }
 }
 

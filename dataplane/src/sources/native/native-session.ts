@@ -44,8 +44,7 @@ class NativeFile implements OpenedFile {
     const n = Math.max(0, Math.min(length, this.node.size - position));
     if (n === 0) return 0;
     try {
-      const data = await this.fs.read(this.node, position, n, this.epoch);
-      data.copy(buf, offset, 0, n);
+      await this.fs.readInto(this.node, position, n, buf, offset, this.epoch);
       this.sinceCheck += n;
       if (position + n >= this.node.size || this.sinceCheck >= REVALIDATE_BYTES)
         await this.revalidate();

@@ -52,6 +52,7 @@ export class NbdConnection {
   private current: { read: PendingRead; buf: Buffer; filled: number } | null = null;
   private nextHandle = 1;
   private transmitting = false;
+  private corked = false;
   size = 0;
   maxPayload = DEFAULT_MAX_PAYLOAD;
   /** Called once when the connection ends for any reason. */
@@ -265,6 +266,16 @@ export class NbdConnection {
         );
       }, timeoutMs);
       this.pending.set(handle, { length, resolve, reject, timer });
+      // Requests made in one tick leave in one segment: a syscall per request is what
+      // costs most on a loaded host.
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
       this.socket.write(encodeRequest(Command.Read, handle, offset, length));
     });
   }

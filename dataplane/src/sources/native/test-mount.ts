@@ -2,6 +2,7 @@
 import { CachedDisk } from './block-cache.ts';
 import { mountFilesystems } from './connect-native.ts';
 import { memoryDisk } from './memory-images.ts';
+import { readBytes } from './filesystem.ts';
 import type { VirtualFs } from './virtual-fs.ts';
 
 export async function mountMemory(
@@ -22,5 +23,5 @@ export async function readWhole(
   const r = await vfs.resolve(path, epoch);
   if (r.status !== 'found') return r.status;
   if (r.node.kind !== 'file') return r.node.kind;
-  return r.fs.read(r.node, 0, r.node.size, epoch);
+  return readBytes(r.fs, r.node, 0, r.node.size, epoch);
 }

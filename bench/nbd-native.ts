@@ -1,0 +1,292 @@
+/**
+ * Benchmark: the same NBD disk served natively and through libguestfs, side by side, and
+ * the same file from a local dir as the baseline. Through the real daemon (bin/rtftp.js)
+ * and a TFTP client: config written → first file received; small-file latency (RRQ of a
+ * 4 KiB file: stat + read); 100 MiB cold and warm; then, in-process through the
+ * DiskSession API, RSS per connected disk and N disks connected at once.
+ *
+ *   node --import tsx bench/nbd-native.ts [--big-mib 100] [--disks 200] [--no-guestfs]
+ */
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { parseNbdConfig, renderNbdConfig } from '../common/src/nbd-config.ts';
+import { connectNative } from '../dataplane/src/sources/native/index.ts';
+import type { NativeDiskSession } from '../dataplane/src/sources/native/index.ts';
+import { buildFilesystemImage } from '../dataplane/test/fixtures/disk-image.ts';
+import { startNbdkit } from '../dataplane/test/fixtures/nbdkit.ts';
+import { writeRandomFile } from '../dataplane/test/fixtures/nbd-harness.ts';
+import { downloadFile } from '../dataplane/test/helpers/tftp-client.ts';
+import type { DownloadResult } from '../dataplane/test/helpers/tftp-client.ts';
+
+const { values } = parseArgs({
+  options: {
+    'big-mib': { type: 'string', default: '100' },
+    disks: { type: 'string', default: '200' },
+    'no-guestfs': { type: 'boolean', default: false },
+  },
+});
+const BIG_MIB = Number(values['big-mib']);
+const DISKS = Number(values.disks);
+const CLIENT = { local: '127.0.0.2', native: '127.0.0.3', guestfs: '127.0.0.4' } as const;
+const MOUNTS = [
+  { partition: 2, mountpoint: '/' },
+  { partition: 1, mountpoint: '/boot/efi' },
+];
+const TFTP_OPTIONS = { blksize: '1468', windowsize: '16' };
+const MiB = 1024 * 1024;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const rssMiB = async (pid: number | 'self') =>
+  Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+function report(name: string, value: string, note = ''): void {
+  console.log(`${name.padEnd(44)} ${value.padStart(14)}  ${note}`);
+}
+
+async function get(port: number, client: string, file: string): Promise<DownloadResult> {
+  return downloadFile({
+    host: '127.0.0.1',
+    port,
+    file,
+    localAddress: client,
+    options: TFTP_OPTIONS,
+    retransmitMs: 1000,
+    maxRetries: 4,
+  });
+}
+
+/** Retries until the file arrives (a disk still connecting); ms from `since` to success. */
+async function firstFile(
+  port: number,
+  client: string,
+  file: string,
+  since: number,
+  limitMs: number,
+): Promise<number> {
+  while (performance.now() - since < limitMs) {
+    const r = await get(port, client, file);
+    if (r.ok) return performance.now() - since;
+  }
+  throw new Error(`${client}: ${file} not served within ${limitMs} ms`);
+}
+
+async function throughput(
+  port: number,
+  client: string,
+  file: string,
+  expect: string,
+): Promise<number> {
+  const r = await get(port, client, file);
+  if (!r.ok || r.sha256 !== expect)
+    throw new Error(`${client}: ${file}: ${r.failure ?? r.error?.message ?? 'bad sha256'}`);
+  return r.bytes / MiB / (r.durationMs / 1000);
+}
+
+async function startDaemon(
+  root: string,
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    [
+      'bin/rtftp.js',
+      '--root',
+      root,
+      '--listen',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--log-level',
+      'info',
+      '--max-sessions',
+      '4',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, RTFTP_LOG_LEVEL: 'info' },
+    },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (l) => {
+      try {
+        const j = JSON.parse(l) as { msg?: string; port?: number };
+        if (j.msg === 'Server listening' && j.port) resolve(j.port);
+      } catch {
+        // not a log line
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`rtftp exited with ${code}`)));
+    setTimeout(
+      () => reject(new Error('rtftp did not log "Server listening" within 60 s')),
+      60_000,
+    ).unref();
+  });
+  return {
+    port,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'rtftp-bench-native-'));
+  const cleanups: (() => Promise<void>)[] = [() => rm(dir, { recursive: true, force: true })];
+  try {
+    console.log(`building the disk (${BIG_MIB} MiB file on FAT32, ext4 root)…`);
+    const big = join(dir, 'big.bin');
+    const bigSha = await writeRandomFile(big, BIG_MIB);
+    const small = Buffer.alloc(4096, 's');
+    const smallSha = (await import('node:crypto')).createHash('sha256').update(small).digest('hex');
+    const efi = join(dir, 'efi.img');
+    const rootImg = join(dir, 'root.img');
+    await buildFilesystemImage(efi, {
+      fs: 'vfat',
+      sizeMiB: BIG_MIB + 40,
+      fatBits: 32,
+      files: [
+        { path: 'EFI/BOOT/small.bin', content: small },
+        { path: 'big.img', fromFile: big },
+      ],
+    });
+    await buildFilesystemImage(rootImg, {
+      fs: 'ext4',
+      sizeMiB: 32,
+      files: [{ path: 'boot/efi', dir: true }],
+    });
+    const nbd = await startNbdkit({ partitions: [efi, rootImg], table: 'gpt' });
+    cleanups.unshift(() => nbd.stop());
+
+    const root = join(dir, 'root');
+    await mkdir(join(root, CLIENT.local, 'boot/efi/EFI/BOOT'), { recursive: true });
+    await copyFile(big, join(root, CLIENT.local, 'boot/efi/big.img'));
+    await writeFile(join(root, CLIENT.local, 'boot/efi/EFI/BOOT/small.bin'), small);
+    const daemon = await startDaemon(root);
+    cleanups.unshift(() => daemon.stop());
+    const { port } = daemon;
+    const backends = values['no-guestfs']
+      ? (['native'] as const)
+      : (['native', 'guestfs'] as const);
+
+    console.log(`\n${'measure'.padEnd(44)} ${'value'.padStart(14)}`);
+    for (const backend of backends) {
+      const client = CLIENT[backend];
+      const rssBefore = await rssMiB(daemon.pid);
+      const t0 = performance.now();
+      await writeFile(
+        join(root, `${client}.nbd`),
+        renderNbdConfig({ url: nbd.url, mounts: MOUNTS, tftpRoot: '/', backend }),
+      );
+      const first = await firstFile(port, client, 'boot/efi/EFI/BOOT/small.bin', t0, 240_000);
+      report(`${backend}: config written → first file`, `${first.toFixed(0)} ms`);
+      const lat: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        const r = await get(port, client, 'boot/efi/EFI/BOOT/small.bin');
+        if (!r.ok || r.sha256 !== smallSha) throw new Error(`${backend}: small file failed`);
+        lat.push(r.durationMs);
+      }
+      report(`${backend}: small file (4 KiB) median`, `${median(lat).toFixed(1)} ms`);
+      report(
+        `${backend}: ${BIG_MIB} MiB cold`,
+        `${(await throughput(port, client, 'boot/efi/big.img', bigSha)).toFixed(1)} MB/s`,
+      );
+      report(
+        `${backend}: ${BIG_MIB} MiB warm`,
+        `${(await throughput(port, client, 'boot/efi/big.img', bigSha)).toFixed(1)} MB/s`,
+      );
+      const rssAfter = await rssMiB(daemon.pid);
+      const vmRss = backend === 'guestfs' ? await applianceRssMiB(daemon.pid) : 0;
+      report(
+        `${backend}: RSS added by one disk`,
+        `${(rssAfter - rssBefore + vmRss).toFixed(1)} MiB`,
+        backend === 'guestfs' ? `(daemon + appliance ${vmRss.toFixed(0)} MiB)` : '(daemon)',
+      );
+    }
+    const local = CLIENT.local;
+    await get(port, local, 'boot/efi/big.img');
+    report(
+      `local dir: ${BIG_MIB} MiB warm`,
+      `${(await throughput(port, local, 'boot/efi/big.img', bigSha)).toFixed(1)} MB/s`,
+    );
+    const latLocal: number[] = [];
+    for (let i = 0; i < 30; i++)
+      latLocal.push((await get(port, local, 'boot/efi/EFI/BOOT/small.bin')).durationMs);
+    report('local dir: small file (4 KiB) median', `${median(latLocal).toFixed(1)} ms`);
+    await daemon.stop();
+    cleanups.shift();
+
+    await manyDisks(nbd.url);
+  } finally {
+    for (const c of cleanups) await c().catch(() => undefined);
+  }
+}
+
+/** Sum of the RSS of the daemon's descendants (guestfish, qemu: the appliance). */
+async function applianceRssMiB(daemonPid: number): Promise<number> {
+  const parent = new Map<number, number>();
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const stat = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    if (stat) parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+  }
+  const descends = (pid: number) => {
+    for (let p = parent.get(pid), hops = 0; p && hops < 64; p = parent.get(p), hops++) {
+      if (p === daemonPid) return true;
+    }
+    return false;
+  };
+  let total = 0;
+  for (const pid of parent.keys()) if (descends(pid)) total += await rssMiB(pid).catch(() => 0);
+  return total;
+}
+
+/** N sessions at once through the DiskSession API, in this process. */
+async function manyDisks(url: string): Promise<void> {
+  const parsed = parseNbdConfig(
+    renderNbdConfig({ url, mounts: MOUNTS, tftpRoot: '/', backend: 'native' }),
+  );
+  if (!parsed.ok) throw new Error('config');
+  const logger = pino({ level: 'silent' });
+  global.gc?.();
+  const before = await rssMiB('self');
+  const t0 = performance.now();
+  const sessions: NativeDiskSession[] = await Promise.all(
+    Array.from({ length: DISKS }, (_, i) =>
+      connectNative({
+        config: parsed.config,
+        configName: `10.0.${i >> 8}.${i & 255}.nbd`,
+        logger,
+        signal: new AbortController().signal,
+      }),
+    ),
+  );
+  const connectMs = performance.now() - t0;
+  // Each disk serves a small file, as a client's first boot request does.
+  await Promise.all(
+    sessions.map(async (s) => {
+      const r = await s.open('/boot/efi/EFI/BOOT/small.bin', new AbortController().signal);
+      if (r.status !== 'found') throw new Error('small.bin');
+      await r.file.read(Buffer.alloc(4096), 0, 4096, 0);
+    }),
+  );
+  global.gc?.();
+  const after = await rssMiB('self');
+  report(`native: ${DISKS} disks connected at once`, `${connectMs.toFixed(0)} ms`);
+  report(
+    `native: RSS for ${DISKS} disks`,
+    `${(after - before).toFixed(1)} MiB`,
+    `(${((after - before) / DISKS).toFixed(2)} MiB per disk; cache bound 4 MiB per disk)`,
+  );
+  await Promise.all(sessions.map((s) => s.close()));
+}
+
+await main();
