@@ -29,6 +29,12 @@ export interface OpenedFile {
   close(): Promise<void>;
 }
 
+/**
+ * The refusal reason of a disk source whose disk did not connect within --disk-wait:
+ * the client gets ERROR 0 "disk not ready" (and retries), never default/'s files.
+ */
+export const DISK_NOT_READY = 'disk not ready';
+
 export type OpenResult =
   | {
       status: 'found';

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { canonicalIp } from '../../../common/src/nbd-config.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
 import { parseRequestPath } from '../sources/request-path.ts';
+import { DISK_NOT_READY } from '../sources/source.ts';
 import type { FileSource, OpenedFile } from '../sources/source.ts';
 import { resolveInView } from '../sources/view.ts';
 import { encodeError, parsePacket } from './codec.ts';
@@ -248,12 +249,16 @@ export class TftpServer {
     }
     if (result.status !== 'found') {
       this.release(entry);
-      if (result.status === 'refused') {
+      if (result.status === 'refused' && result.reason === DISK_NOT_READY) {
+        // Not an access problem: the client's disk is still connecting past --disk-wait.
+        // Falling through to default/ could boot the wrong kernel, so the client retries.
+        this.refuse(local, rinfo, TftpError.NotDefined, DISK_NOT_READY, 'disk-not-ready', fields);
+      } else if (result.status === 'refused') {
         this.refuse(
           local,
           rinfo,
           TftpError.AccessViolation,
-          result.reason === 'disk not ready' ? 'disk not ready' : 'access violation',
+          'access violation',
           result.reason,
           fields,
         );

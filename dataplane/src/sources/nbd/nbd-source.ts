@@ -10,6 +10,7 @@
  */
 import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
 import type { DiskSession } from '../disk-session.ts';
+import { DISK_NOT_READY } from '../source.ts';
 import type { FileSource, OpenResult, OpenedFile, ViewRequest } from '../source.ts';
 import type { DiskRegistry } from './disk-registry.ts';
 import type { DiskSlot } from './disk-slot.ts';
@@ -58,7 +59,7 @@ export class NbdSource implements FileSource {
   async open(request: ViewRequest, signal: AbortSignal): Promise<OpenResult> {
     const got = await this.registry.acquire(request.clientIp, this.diskWaitMs, signal);
     if (got === null) return { status: 'not-found' };
-    if (got.status === 'not-ready') return { status: 'refused', reason: 'disk not ready' };
+    if (got.status === 'not-ready') return { status: 'refused', reason: DISK_NOT_READY };
     if (got.status === 'unavailable') return got;
     const { slot, session } = got;
     const path = pathInDisk(slot.config, request.components);
