@@ -37,12 +37,27 @@ export function run(command: string, args: readonly string[]): Promise<string> {
   });
 }
 
+/** Programs and firmware files the PXE tests use, all from Debian packages. */
+const PXE_REQUIREMENTS = [
+  '/usr/bin/qemu-system-x86_64',
+  '/usr/sbin/dnsmasq',
+  '/usr/bin/busybox', // busybox-static: the initrd's only program
+  '/usr/bin/cpio',
+  '/usr/bin/nbdkit',
+  '/usr/lib/ipxe/qemu/pxe-e1000.rom',
+  '/usr/share/OVMF/OVMF_CODE.fd',
+  '/usr/share/OVMF/OVMF_VARS.fd',
+  '/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi',
+  '/usr/lib/PXELINUX/pxelinux.0',
+  '/usr/lib/syslinux/modules/bios/ldlinux.c32',
+];
+
 /** Why this machine cannot run the PXE tests, or null when it can. */
 export function pxeUnsupportedReason(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces, tap devices, port 69)';
   if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun for the VM tap device';
-  for (const tool of ['/usr/bin/qemu-system-x86_64', '/usr/sbin/dnsmasq', '/usr/bin/busybox']) {
-    if (!existsSync(tool)) return `${tool} is missing (scripts/setup.sh installs it)`;
+  for (const file of PXE_REQUIREMENTS) {
+    if (!existsSync(file)) return `${file} is missing (scripts/setup.sh installs it)`;
   }
   return null;
 }
