@@ -157,8 +157,9 @@ function spawnOperator(
   args: string[],
   kubeconfig: string,
   env: NodeJS.ProcessEnv = {},
+  nodeArgs: string[] = [],
 ): SpawnedProcess {
-  const proc = spawn(process.execPath, [OPERATOR_BIN, ...args], {
+  const proc = spawn(process.execPath, [...nodeArgs, OPERATOR_BIN, ...args], {
     env: { ...process.env, KUBECONFIG: kubeconfig, RTFTP_OPERATOR_EXIT_WITH_PARENT: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -221,6 +222,8 @@ export async function startOperator(o: {
   identity?: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Options for node itself, e.g. ['--cpu-prof'] to profile the operator. */
+  nodeArgs?: string[];
 }): Promise<SpawnedProcess & { port: number }> {
   const p = spawnOperator(
     [
@@ -243,6 +246,7 @@ export async function startOperator(o: {
     ],
     o.kubeconfig,
     o.env,
+    o.nodeArgs,
   );
   try {
     const line = await p.waitForLog((l) => l.msg === 'HTTP server listening');
