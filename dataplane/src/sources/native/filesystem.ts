@@ -47,7 +47,7 @@ export interface Filesystem {
 export const MAX_DIRECTORY_BYTES = 32 * 1024 * 1024;
 
 /** Bytes read ahead past a file read, for the transfer's next sequential read. */
-export const READAHEAD_BYTES = 256 * 1024;
+export const READAHEAD_BYTES = 1024 * 1024;
 
 /** The bytes of a file range in a new Buffer (symlink targets, tests). */
 export async function readBytes(

@@ -13,7 +13,8 @@ import type { MemoryEntry } from './memory-images.ts';
 import { mountMemory } from './test-mount.ts';
 import { readBytes } from './filesystem.ts';
 
-const RUN_DEADLINE_MS = 3000;
+// Generous: the point is "never hangs", on a CI host that may be loaded.
+const RUN_DEADLINE_MS = 10_000;
 const files: MemoryEntry[] = [
   { path: 'boot/vmlinuz', content: Buffer.alloc(30_000, 1) },
   { path: 'boot/grub/grub.cfg', content: Buffer.from('menuentry') },
@@ -118,7 +119,7 @@ for (const { name, image, mounts, hot } of images) {
         }
         assert.ok(Date.now() - started < RUN_DEADLINE_MS);
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 }
