@@ -2,10 +2,11 @@
  * TFTP throughput: rtftp against in.tftpd (tftp-hpa), atftpd and dnsmasq on the same
  * files with the same clients, in one run, inside a network namespace of its own
  * (dnsmasq always binds port 69; in.tftpd needs an interface besides loopback).
+ * Peak RSS is over the whole run (single streams and load) per server process.
  * Prints markdown tables: medians of several runs, ratios to tftp-hpa.
  *
  *   npm run bench   |   node --import tsx bench/tftp.ts
- *   BENCH_RUNS=3 BENCH_LOAD_RUNS=3 BENCH_FILE_MB=32 BENCH_CONCURRENT=100
+ *   BENCH_RUNS=5 BENCH_LOAD_RUNS=3 BENCH_FILE_MB=32 BENCH_CONCURRENT=100
  *   BENCH_SERVERS=rtftp,tftp-hpa,atftpd,dnsmasq
  */
 import { spawn } from 'node:child_process';
@@ -28,8 +29,8 @@ import type { LoadResult, LoadSpec } from './lib/tftp-load-client.ts';
 import { formatTables, median } from './lib/tftp-report.ts';
 import type { ServerFigures } from './lib/tftp-report.ts';
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const LOAD_RUNS = Number(process.env.BENCH_LOAD_RUNS ?? RUNS);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const LOAD_RUNS = Number(process.env.BENCH_LOAD_RUNS ?? 3);
 const FILE_MB = Number(process.env.BENCH_FILE_MB ?? 32);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 100);
 const SERVERS = (process.env.BENCH_SERVERS ?? 'rtftp,tftp-hpa,atftpd,dnsmasq').split(',');
@@ -57,14 +58,19 @@ interface Layout {
   scratch: string;
 }
 
+/** dnsmasq always takes port 69; the others get ports of their own, so all run at once. */
+const PORTS: Record<string, number> = { dnsmasq: 69, rtftp: 6901, 'tftp-hpa': 6902, atftpd: 6903 };
+
 function start(name: string, layout: Layout, netns: string): Promise<RunningServer> {
-  const peer = { root: layout.peerRoot, address: HOST, port: 69, netns };
+  const port = PORTS[name];
+  if (port === undefined) throw new Error(`unknown server ${name}`);
+  const peer = { root: layout.peerRoot, address: HOST, port, netns };
   switch (name) {
     case 'rtftp':
       return startRtftp({
         root: layout.rtftpRoot,
         listen: [HOST],
-        port: 69,
+        port,
         netns,
         args: ['--grace-period', '1'],
       });
@@ -72,10 +78,9 @@ function start(name: string, layout: Layout, netns: string): Promise<RunningServ
       return startInTftpd(peer);
     case 'atftpd':
       return startAtftpd(peer);
-    case 'dnsmasq':
+    default:
       return startDnsmasqTftp(peer);
   }
-  throw new Error(`unknown server ${name}`);
 }
 
 function runLoadClient(netns: string, spec: LoadSpec): Promise<LoadResult> {
@@ -110,12 +115,13 @@ function runLoadClient(netns: string, spec: LoadSpec): Promise<LoadResult> {
 async function atftpOnce(
   layout: Layout,
   netns: string,
+  port: number,
   f: (typeof FIGURES)[number],
 ): Promise<number> {
   const out = `${layout.scratch}/atftp.out`;
   const run = await runClient('atftp', {
     host: HOST,
-    port: 69,
+    port,
     file: 'bench.bin',
     out,
     netns,
@@ -129,64 +135,85 @@ async function atftpOnce(
   return (FILE_MB * 1024 * 1024) / 1e6 / (run.durationMs / 1000);
 }
 
-async function benchServer(name: string, layout: Layout, netns: string): Promise<ServerFigures> {
-  const figures: ServerFigures = { name, throughput: {} };
-  let server = await start(name, layout, netns);
+/**
+ * Every server runs at once and the runs are interleaved (run 1 of each server, then
+ * run 2, ...), so a burst of load on a shared machine hits all servers alike and the
+ * ratios stay meaningful even when absolute figures wander.
+ */
+async function benchAll(layout: Layout, netns: string): Promise<ServerFigures[]> {
+  const servers: RunningServer[] = [];
   try {
-    // Does it take windowsize at all? Its OACK says so.
-    const probe = await runLoadClient(netns, {
-      host: HOST,
-      port: 69,
-      file: 'bench.bin',
-      count: 1,
-      options: { blksize: '1428', windowsize: '16' },
-      sha256: layout.sha256,
-    });
-    const windowed = probe.oack?.windowsize === '16';
-    for (const f of FIGURES) {
-      if (f.windowsize && !windowed) continue;
-      const runs: number[] = [];
-      for (let i = 0; i < RUNS; i++) runs.push(await atftpOnce(layout, netns, f));
-      figures.throughput[f.key] = median(runs);
-      console.error(`${name}: ${f.label}: ${runs.map((r) => r.toFixed(1)).join(', ')} MB/s`);
-    }
-  } finally {
-    await server.stop();
-  }
-  // A fresh server for the load, so its peak RSS is the load's.
-  server = await start(name, layout, netns);
-  try {
-    const mbps: number[] = [];
-    const cpu: number[] = [];
-    let failures = 0;
-    for (let i = 0; i < LOAD_RUNS; i++) {
-      const cpuMeter = new ProcessTreeCpu(server.pid);
-      const r = await runLoadClient(netns, {
+    for (const name of SERVERS) servers.push(await start(name, layout, netns));
+    const entries = SERVERS.map((name, i) => ({ name, server: servers[i]!, port: PORTS[name]! }));
+    const single = new Map<string, number[]>();
+    const windowed = new Set<string>();
+    for (const e of entries) {
+      // Does it take windowsize at all? Its OACK says so.
+      const probe = await runLoadClient(netns, {
         host: HOST,
-        port: 69,
+        port: e.port,
         file: 'bench.bin',
-        count: CONCURRENT,
-        options: { blksize: '1428' },
+        count: 1,
+        options: { blksize: '1428', windowsize: '16' },
         sha256: layout.sha256,
       });
-      cpu.push(cpuMeter.stop());
-      mbps.push(r.bytes / 1e6 / r.seconds);
-      failures += r.failures;
-      console.error(
-        `${name}: ${CONCURRENT} concurrent: ${(r.bytes / 1e6 / r.seconds).toFixed(1)} MB/s, ` +
-          `${r.failures} failures ${r.firstFailures.join('; ')}`,
-      );
+      if (probe.oack?.windowsize === '16') windowed.add(e.name);
     }
-    figures.load = {
-      mbps: median(mbps),
-      failures,
-      cpuSeconds: median(cpu),
-      peakRssMb: peakRssKb(server.pid) / 1024,
-    };
+    for (let run = 0; run < RUNS; run++) {
+      for (const f of FIGURES) {
+        for (const e of entries) {
+          if (f.windowsize && !windowed.has(e.name)) continue;
+          const key = `${e.name}|${f.key}`;
+          single.set(key, [...(single.get(key) ?? []), await atftpOnce(layout, netns, e.port, f)]);
+        }
+      }
+    }
+    const load = new Map<string, { mbps: number[]; cpu: number[]; failures: number }>();
+    for (let run = 0; run < LOAD_RUNS; run++) {
+      for (const e of entries) {
+        const cpuMeter = new ProcessTreeCpu(e.server.pid);
+        const r = await runLoadClient(netns, {
+          host: HOST,
+          port: e.port,
+          file: 'bench.bin',
+          count: CONCURRENT,
+          options: { blksize: '1428' },
+          sha256: layout.sha256,
+        });
+        const l = load.get(e.name) ?? { mbps: [], cpu: [], failures: 0 };
+        l.cpu.push(cpuMeter.stop());
+        l.mbps.push(r.bytes / 1e6 / r.seconds);
+        l.failures += r.failures;
+        load.set(e.name, l);
+        console.error(
+          `${e.name}: ${CONCURRENT} concurrent: ${(r.bytes / 1e6 / r.seconds).toFixed(1)} MB/s, ` +
+            `${r.failures} failures ${r.firstFailures.join('; ')}`,
+        );
+      }
+    }
+    return entries.map((e) => {
+      const throughput: Record<string, number> = {};
+      for (const f of FIGURES) {
+        const runs = single.get(`${e.name}|${f.key}`);
+        if (!runs) continue;
+        throughput[f.key] = median(runs);
+        console.error(`${e.name}: ${f.label}: ${runs.map((r) => r.toFixed(1)).join(', ')} MB/s`);
+      }
+      const l = load.get(e.name)!;
+      return {
+        name: e.name,
+        throughput,
+        load: {
+          mbps: median(l.mbps),
+          failures: l.failures,
+          cpuSeconds: median(l.cpu),
+          peakRssMb: peakRssKb(e.server.pid) / 1024,
+        },
+      };
+    });
   } finally {
-    await server.stop();
+    for (const server of servers) await server.stop();
   }
-  return figures;
 }
 
 export async function runTftpBench(): Promise<string> {
@@ -200,8 +227,7 @@ export async function runTftpBench(): Promise<string> {
     linkSync(`${peerRoot}/bench.bin`, `${rtftpRoot}/default/bench.bin`);
     mkdirSync(dir.file('scratch'));
     const layout: Layout = { peerRoot, rtftpRoot, sha256, scratch: dir.file('scratch') };
-    const results: ServerFigures[] = [];
-    for (const name of SERVERS) results.push(await benchServer(name, layout, ns.netns));
+    const results = await benchAll(layout, ns.netns);
     return formatTables(results, FIGURES, {
       runs: RUNS,
       loadRuns: LOAD_RUNS,
