@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -302,6 +302,42 @@ test('two replicas: only the leader writes; the standby takes over when the lead
   await waitFor(() => fileText('10.0.7.2'), 5000, 'config from the new leader');
   operator = standby;
   others.pop();
+});
+
+test('fewer --shards: the old shards are emptied and every config is still served', async () => {
+  const before = readdirSync(dir)
+    .filter((n) => n.endsWith('.nbd'))
+    .sort();
+  await operator!.stop();
+  operator = await startOperator({
+    kubeconfig: cluster.kubeconfigPath,
+    namespace: cluster.namespace,
+    identity: 'op-c',
+    args: [...OPERATOR_ARGS, '--shards', '4'],
+  });
+  const dataOf = (i: number) =>
+    (cluster.server.store.get(
+      '/v1/configmaps',
+      cluster.namespace,
+      `rtftp-configs-${String(i).padStart(2, '0')}`,
+    )?.data ?? {}) as Record<string, string>;
+  await waitFor(
+    () =>
+      Array.from({ length: 12 }, (_, i) => dataOf(i + 4)).every((d) => Object.keys(d).length === 0),
+    10_000,
+    'shards 04-15 emptied',
+  );
+  await settle(500);
+  assert.deepEqual(
+    readdirSync(dir)
+      .filter((n) => n.endsWith('.nbd'))
+      .sort(),
+    before,
+  );
+  const served = Array.from({ length: 4 }, (_, i) => Object.keys(dataOf(i)).length).reduce(
+    (a, b) => a + b,
+  );
+  assert.equal(served, before.length);
 });
 
 test('a leader whose Lease is taken stops writing at once and exits', async () => {

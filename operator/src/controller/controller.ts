@@ -143,7 +143,14 @@ export class Controller {
     const result = render(this.o.bootClients.values(), this.o.renderOptions, this.validate);
     this.validate.prune(new Set(this.o.bootClients.keys()));
     let written = 0;
-    for (const [name, data] of result.shards) {
+    // Shards left over from a larger --shards are emptied, or the sync sidecar (which
+    // serves the union of all labelled ConfigMaps) would keep serving their stale configs.
+    const shards = new Map(result.shards);
+    for (const cm of this.o.configMaps.values()) {
+      const name = cm.metadata?.name ?? '';
+      if (!shards.has(name) && Object.keys(cm.data ?? {}).length) shards.set(name, new Map());
+    }
+    for (const [name, data] of shards) {
       const current = freshestOf(
         this.o.configMaps.get(`${this.o.namespace}/${name}`),
         name,
