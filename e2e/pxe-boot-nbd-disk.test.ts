@@ -50,6 +50,20 @@ function bootFiles(kernel: string, initrd: string) {
   ];
 }
 
+/** The value of one Prometheus sample whose labels include `labels` (0 when absent). */
+function metricValue(text: string, name: string, labels: Record<string, string>): number {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const found = Object.fromEntries(
+      [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
+    );
+    if (Object.entries(labels).every(([k, v]) => found[k] === v)) {
+      return Number(line.split(' ').at(-1));
+    }
+  }
+  return 0;
+}
+
 describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, () => {
   let lab: PxeLab;
   let mbr: BootDisk;
@@ -210,5 +224,23 @@ describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, (
     );
     lab.assertIpxeBootFrom(MBR_HOST, back.vm.startedAt, 'nbd');
     assert.equal(lab.dataplane!.process.pid, dataplanePid);
+  });
+
+  test('its /metrics count the same transfers its log shows, by source', async () => {
+    const text = await lab.dataplane!.metrics();
+    const logged = lab
+      .dataplane!.entries()
+      .filter((e) => e.msg === 'Transfer completed')
+      .map((e) => String(e.source));
+    for (const source of ['nbd', 'default']) {
+      const counted = metricValue(text, 'rtftp_transfers_total', { outcome: 'completed', source });
+      assert.equal(counted, logged.filter((s) => s === source).length, `source ${source}`);
+    }
+    const launches = text
+      .split('\n')
+      .filter((l) => l.startsWith('rtftp_nbd_session_launch_seconds_'));
+    console.log(
+      `[pxe] disk launches:\n  ${launches.filter((l) => /_(sum|count)/.test(l)).join('\n  ')}`,
+    );
   });
 });

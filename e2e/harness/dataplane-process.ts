@@ -135,6 +135,8 @@ export async function startDataplane(
   const dataplane = new RunningDataplane(proc, net);
   try {
     await dataplane.waitFor((e) => e.msg === 'Server listening', 60_000);
+    // /metrics comes up just after the TFTP sockets.
+    await dataplane.waitFor((e) => e.msg === 'HTTP server listening', 30_000);
   } catch (err) {
     await proc.stop();
     throw err;
