@@ -142,7 +142,9 @@ const FLAGS: Record<string, FlagSpec> = {
   'disk-wait': {
     env: 'RTFTP_DISK_WAIT',
     kind: 'int',
-    default: '90',
+    // iPXE abandons a request after ~18 s and EDK2 after ~28 s (measured in e2e/):
+    // answering "disk not ready" before that lets the firmware retry cleanly.
+    default: '15',
     min: 0,
     max: 3600,
     help: 'seconds a request waits for its NBD disk to connect',

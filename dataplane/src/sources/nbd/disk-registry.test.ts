@@ -179,6 +179,25 @@ describe('DiskRegistry + NbdSource', () => {
     await registry.stop();
   });
 
+  it('a request after the server came back reconnects at once, not after the backoff', async () => {
+    let down = true;
+    let attempts = 0;
+    const c = fakeConnector({ fail: () => (attempts++, down) });
+    const { registry, source } = setup(c.connect, { retryBaseMs: 60_000, retryMaxMs: 60_000 });
+    registry.setConfig('10.0.0.1', cfg(), 'f');
+    await sleep(20);
+    assert.equal(registry.status()[0]?.state, 'failed');
+    down = false;
+    // Within the rate limit the request still falls through without a new attempt...
+    assert.equal((await source.open(req('10.0.0.1', 'k'), never)).status, 'unavailable');
+    assert.equal(attempts, 1);
+    // ...past it (2 s), a request tries the disk again and is served from it.
+    await sleep(2100);
+    assert.equal(await readAll(source, '10.0.0.1', 'k'), 'kernel');
+    assert.equal(attempts, 2);
+    await registry.stop();
+  });
+
   it('closes an idle disk, and connects again on the next request', async () => {
     const c = fakeConnector();
     const { registry, source } = setup(c.connect, { idleTimeoutMs: 200 });

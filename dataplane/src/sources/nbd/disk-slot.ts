@@ -40,6 +40,13 @@ export interface SlotStatus {
 }
 
 const CONFIG_FAULTS = new Set(['partition-missing', 'mount-failed', 'unsupported-filesystem']);
+/**
+ * A request for a disk whose server failed tries it again at once (the user may have
+ * repaired the server and rebooted the client), at most this often per disk...
+ */
+const REQUEST_RETRY_MIN_MS = 2000;
+/** ...and waits this long for it: a client whose disk was down is not held longer. */
+const REQUEST_RETRY_WAIT_MS = 3000;
 
 function toDiskError(err: unknown): DiskError {
   if (err instanceof DiskError) return err;
@@ -59,6 +66,7 @@ export class DiskSlot {
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private nextRetryAt = 0;
+  private lastAttemptAt = 0;
   private lastError: SlotStatus['lastError'] = null;
   private connectedAt: Date | null = null;
   private activeFiles = 0;
@@ -111,6 +119,7 @@ export class DiskSlot {
     }
     clearTimeout(this.retryTimer);
     this.state = 'connecting';
+    this.lastAttemptAt = Date.now();
     const abort = new AbortController();
     this.connectAbort = abort;
     const { logger, metrics } = this.opts;
@@ -211,15 +220,21 @@ export class DiskSlot {
     if (this.session && !this.session.healthy) this.dropSession('session failed');
     if (this.session) return { status: 'ready', session: this.session };
     let connecting = this.connecting;
+    let quickRetry = false;
     if (!connecting) {
       if (this.state === 'failed' && Date.now() < this.nextRetryAt) {
-        const inS = Math.ceil((this.nextRetryAt - Date.now()) / 1000);
-        return {
-          status: 'unavailable',
-          reason: `${this.lastError?.message ?? 'disk failed'} (retry in ${inS} s)`,
-        };
+        const configFault = CONFIG_FAULTS.has(this.lastError?.reason ?? '');
+        if (configFault || Date.now() - this.lastAttemptAt < REQUEST_RETRY_MIN_MS) {
+          const inS = Math.ceil((this.nextRetryAt - Date.now()) / 1000);
+          return {
+            status: 'unavailable',
+            reason: `${this.lastError?.message ?? 'disk failed'} (retry in ${inS} s)`,
+          };
+        }
+        quickRetry = true;
+        waitMs = Math.min(waitMs, REQUEST_RETRY_WAIT_MS);
       }
-      connecting = this.startConnect('request');
+      connecting = this.startConnect(quickRetry ? 'request after a failure' : 'request');
       if (!connecting)
         return { status: 'unavailable', reason: this.lastError?.message ?? 'disk not connected' };
     }
@@ -236,6 +251,10 @@ export class DiskSlot {
     ]);
     clearTimeout(timer);
     if (onAbort) signal.removeEventListener('abort', onAbort);
+    if (outcome === 'timeout' && quickRetry) {
+      // The connect goes on in the background; this request gets the rest of the view.
+      return { status: 'unavailable', reason: 'disk was down; reconnect in progress' };
+    }
     if (outcome === 'timeout') return { status: 'not-ready' };
     if (outcome === 'aborted') return { status: 'unavailable', reason: 'request abandoned' };
     // Re-read: the connect above changed it (TypeScript's narrowing does not know).
