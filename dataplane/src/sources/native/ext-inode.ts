@@ -60,6 +60,7 @@ export function parseInode(ino: number, raw: Buffer): ExtNode {
   if (raw.length >= 0x8c) parts.push(raw.subarray(0x84, 0x8c));
   return {
     ino,
+    id: String(ino),
     kind: kindOf(mode),
     size,
     flags: raw.readUInt32LE(32),

@@ -141,6 +141,7 @@ class FatFilesystem implements Filesystem {
       kind: dir ? 'dir' : 'file',
       size: dir ? 0 : e.readUInt32LE(28),
       cluster: cluster >>> 0,
+      id: `c${cluster >>> 0}`,
       entryOffset,
       // Everything but the access date (bytes 18–19), which a reading OS may update.
       fingerprint: Buffer.concat([e.subarray(0, 18), e.subarray(20, 32)]).toString('hex'),
@@ -153,6 +154,7 @@ class FatFilesystem implements Filesystem {
       size: 0,
       cluster: this.g.bits === 32 ? this.g.rootCluster : 0,
       entryOffset: -1,
+      id: `c${this.g.bits === 32 ? this.g.rootCluster : 0}`,
       fingerprint: 'root',
     };
     return root;

@@ -9,6 +9,8 @@ export interface FsNode {
   readonly kind: NodeKind;
   /** Size in bytes (a symlink: the target's length). */
   readonly size: number;
+  /** Identity within its filesystem (inode number, first cluster): finds directory loops. */
+  readonly id: string;
   /** The on-disk metadata that, if it changes, means the file changed (not atime). */
   readonly fingerprint: string;
 }

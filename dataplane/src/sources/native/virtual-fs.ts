@@ -4,10 +4,12 @@
  * symlinks followed inside this tree only: an absolute target starts again at its root,
  * `..` stops at its root (as in a chroot), and hops are bounded.
  */
-import { corrupt } from './errors.ts';
+import { check, corrupt } from './errors.ts';
 import type { Filesystem, FsNode } from './filesystem.ts';
 
 export const MAX_SYMLINK_HOPS = 40; // Linux's MAXSYMLINKS
+/** Deepest directory a walk descends into. */
+export const MAX_WALK_DEPTH = 256;
 
 export interface Mounted {
   /** Absolute, normalised path in the virtual FS. */
@@ -87,22 +89,32 @@ export class VirtualFs {
    */
   async walk(epoch: number, limit = 100_000): Promise<WalkEntry[]> {
     const out: WalkEntry[] = [];
-    const visit = async (dir: string): Promise<void> => {
-      const r = await this.resolve(dir, epoch);
-      if (r.status !== 'found') return;
-      for (const e of await r.fs.list(r.node, epoch)) {
+    const rootFs = this.mountAt('/');
+    if (!rootFs) return out;
+    const key = (fs: Filesystem, node: FsNode) =>
+      `${this.mounts.findIndex((m) => m.fs === fs)}:${node.id}`;
+    // `ancestors`: the directories above, so a directory that contains itself (a hostile
+    // disk) is an error instead of an endless walk.
+    const visit = async (dir: string, node: FsNode, fs: Filesystem, ancestors: Set<string>) => {
+      check(ancestors.size <= MAX_WALK_DEPTH, `directories nested deeper than ${MAX_WALK_DEPTH}`);
+      for (const e of await fs.list(node, epoch)) {
         const path = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
         if (out.length >= limit) throw corrupt(`more than ${limit} entries in the tree`);
         // A mountpoint shows the mounted filesystem's root, as in the kernel.
         const mounted = this.mountAt(path);
-        const node = mounted ? await mounted.root(epoch) : e.node;
-        const entry: WalkEntry = { path, kind: node.kind, size: node.size };
-        if (node.kind === 'symlink') entry.target = await r.fs.readlink(node, epoch);
+        const childFs = mounted ?? fs;
+        const child = mounted ? await mounted.root(epoch) : e.node;
+        const entry: WalkEntry = { path, kind: child.kind, size: child.size };
+        if (child.kind === 'symlink') entry.target = await fs.readlink(child, epoch);
         out.push(entry);
-        if (node.kind === 'dir') await visit(path);
+        if (child.kind !== 'dir') continue;
+        const id = key(childFs, child);
+        check(!ancestors.has(id), `directory loop: ${path} contains itself`);
+        await visit(path, child, childFs, new Set(ancestors).add(id));
       }
     };
-    await visit('/');
+    const root = await rootFs.root(epoch);
+    await visit('/', root, rootFs, new Set([key(rootFs, root)]));
     return out;
   }
 }
