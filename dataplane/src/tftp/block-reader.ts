@@ -2,7 +2,7 @@
  * Cuts a file into TFTP blocks with bounded memory: it reads the file sequentially in
  * chunks (one syscall serves many small blocks) and copies each block into its packet
  * slot, where it stays until acknowledged so a retransmission needs no re-read.
- * Memory: one chunk + `slots × (blksize + 4)` bytes, never the file.
+ * Memory: two chunks + `slots × (blksize + 4)` bytes, never the file.
  */
 import type { OpenedFile } from '../sources/source.ts';
 import { writeDataHeader } from './codec.ts';
@@ -12,7 +12,10 @@ const CHUNK_TARGET = 64 * 1024;
 export class BlockReader {
   private readonly packets: Buffer;
   private readonly lengths: Int32Array;
-  private readonly chunk: Buffer;
+  private chunk: Buffer;
+  private spare: Buffer;
+  private ahead: Promise<number> | null = null;
+  private aheadStart = -1;
   private chunkStart = 0;
   private chunkLen = 0;
   /** Stream offset where the file ended, once seen. */
@@ -30,6 +33,7 @@ export class BlockReader {
     this.lengths = new Int32Array(slots);
     const chunkSize = Math.max(blksize, Math.floor(CHUNK_TARGET / blksize) * blksize);
     this.chunk = Buffer.allocUnsafe(chunkSize);
+    this.spare = Buffer.allocUnsafe(chunkSize);
   }
 
   /** The DATA packet of block `n` (must be buffered and not yet overwritten). */
@@ -71,25 +75,42 @@ export class BlockReader {
     return { upTo, eof: false };
   }
 
-  /** Reads the chunk that starts at `offset`; a short read only happens at end of file. */
+  /**
+   * Makes the chunk that starts at `offset` current. Chunks are whole multiples of
+   * blksize and only a short read at end of file ends one early, so refills always start
+   * where the previous chunk ended. While the transfer consumes one chunk the next is
+   * already being read (double buffering): a disk or NBD round trip overlaps the sending.
+   */
   private async refill(offset: number): Promise<void> {
-    // Keep the not-yet-cut tail of the current chunk (blocks never straddle chunks
-    // when the chunk is a multiple of blksize, but a short read can leave a partial one).
-    let have = 0;
-    const keepFrom = offset - this.chunkStart;
-    if (keepFrom >= 0 && keepFrom < this.chunkLen) {
-      have = this.chunkLen - keepFrom;
-      this.chunk.copy(this.chunk, 0, keepFrom, this.chunkLen);
+    let len: number;
+    if (this.ahead && this.aheadStart === offset) {
+      len = await this.ahead;
+      [this.chunk, this.spare] = [this.spare, this.chunk];
+    } else {
+      if (this.ahead) await this.ahead.catch(() => 0); // never two reads into `spare`
+      len = await this.fill(this.chunk, offset);
     }
+    this.ahead = null;
     this.chunkStart = offset;
-    while (have < this.chunk.length) {
-      const got = await this.file.read(this.chunk, have, this.chunk.length - have, offset + have);
-      if (got <= 0) {
-        this.eofAt = offset + have;
-        break;
-      }
+    this.chunkLen = len;
+    if (len < this.chunk.length) {
+      this.eofAt = offset + len;
+    } else {
+      this.aheadStart = offset + len;
+      this.ahead = this.fill(this.spare, this.aheadStart);
+      // A failed read-ahead surfaces when the transfer reaches it, not as an unhandled rejection.
+      this.ahead.catch(() => undefined);
+    }
+  }
+
+  /** Reads `buf` full from `offset`; fewer bytes only at end of file. */
+  private async fill(buf: Buffer, offset: number): Promise<number> {
+    let have = 0;
+    while (have < buf.length) {
+      const got = await this.file.read(buf, have, buf.length - have, offset + have);
+      if (got <= 0) break;
       have += got;
     }
-    this.chunkLen = have;
+    return have;
   }
 }
