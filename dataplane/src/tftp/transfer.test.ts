@@ -301,8 +301,8 @@ test('a silent client times out after the bounded number of retransmissions', ()
   assert.equal(r.retransmits, 3);
 });
 
-test('an ACK for a block never sent is ignored', () => {
-  const s = createTransfer({
+const lockStep = () =>
+  createTransfer({
     blksize: 512,
     windowsize: 1,
     timeoutMs: 100,
@@ -311,6 +311,9 @@ test('an ACK for a block never sent is ignored', () => {
     tsizeRequested: false,
     readAheadBlocks: 2,
   });
+
+test('an ACK for a block never sent is ignored', () => {
+  const s = lockStep();
   step(s, { type: 'start' });
   step(s, { type: 'read-done', upTo: 2, eof: false });
   const actions = step(s, { type: 'ack', block: 5 });
@@ -319,15 +322,7 @@ test('an ACK for a block never sent is ignored', () => {
 });
 
 test('a read failure ends the transfer with an ERROR to the client', () => {
-  const s = createTransfer({
-    blksize: 512,
-    windowsize: 1,
-    timeoutMs: 100,
-    maxRetries: 3,
-    sendOack: false,
-    tsizeRequested: false,
-    readAheadBlocks: 2,
-  });
+  const s = lockStep();
   step(s, { type: 'start' });
   const actions = step(s, { type: 'read-failed', message: 'EIO' });
   assert.deepEqual(
