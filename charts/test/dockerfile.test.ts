@@ -132,8 +132,9 @@ describe('Dockerfile', () => {
     assert.ok(steps.some((i) => i.keyword === 'COPY' && i.args === 'bin ./bin'));
     for (const launcher of ['bin/rtftp.js', 'bin/rtftp-operator.js']) {
       const text = readFileSync(join(repoDir, launcher), 'utf8');
-      const built = text.match(/new URL\('\.\.\/dist\/([^']+)\.js'/)?.[1];
-      assert.ok(built, `${launcher} names no dist file`);
+      // Each launcher hands its entry to bin/run-entry.js, which runs dist/<entry>.js in the image.
+      const built = text.match(/runEntry\('([^']+)'\)/)?.[1];
+      assert.ok(built, `${launcher} names no entry`);
       assert.ok(
         existsSync(join(repoDir, `${built}.ts`)),
         `${built}.ts (run by ${launcher}) does not exist`,
