@@ -137,6 +137,25 @@ describe('daemon lifecycle', { skip: rtftpMissingReason() }, () => {
     }
   });
 
+  it('answers each request from the address it arrived on (multi-homed server)', async () => {
+    // 127.0.0.0/8 is local on Linux: two listening addresses without touching interfaces.
+    const server = await startRtftp({ root, listen: ['127.0.0.1', '127.0.0.2'] });
+    const ep = await UdpEndpoint.open('127.0.0.1');
+    try {
+      for (const address of ['127.0.0.2', '127.0.0.1']) {
+        await ep.send(encodeRrq('ten.bin'), server.port, address);
+        const d = await ep.receive(2000);
+        assert.ok(d, `no reply to a request sent to ${address}`);
+        assert.equal(d.address, address, `the reply to ${address} came from ${d.address}`);
+        assert.notEqual(d.port, server.port, 'each transfer runs from its own port');
+        await ep.send(encodeError(0, 'enough'), d.port, address);
+      }
+    } finally {
+      ep.close();
+      await server.stop();
+    }
+  });
+
   it('a port already taken is one clear error, not a crash loop', async () => {
     const port = await freeUdpPort();
     const holder = await UdpEndpoint.open('127.0.0.1', port);
