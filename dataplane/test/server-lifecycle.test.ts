@@ -137,12 +137,17 @@ describe('daemon lifecycle', { skip: rtftpMissingReason() }, () => {
     }
   });
 
-  it('answers each request from the address it arrived on (multi-homed server)', async () => {
+  it('answers each request from the address it arrived on (multi-homed, IPv4 and IPv6)', async () => {
     // 127.0.0.0/8 is local on Linux: two listening addresses without touching interfaces.
-    const server = await startRtftp({ root, listen: ['127.0.0.1', '127.0.0.2'] });
-    const ep = await UdpEndpoint.open('127.0.0.1');
+    const server = await startRtftp({ root, listen: ['127.0.0.1', '127.0.0.2', '::1'] });
+    const ep4 = await UdpEndpoint.open('127.0.0.1');
+    const ep6 = await UdpEndpoint.open('::1');
     try {
-      for (const address of ['127.0.0.2', '127.0.0.1']) {
+      for (const [address, ep] of [
+        ['127.0.0.2', ep4],
+        ['127.0.0.1', ep4],
+        ['::1', ep6],
+      ] as const) {
         await ep.send(encodeRrq('ten.bin'), server.port, address);
         const d = await ep.receive(2000);
         assert.ok(d, `no reply to a request sent to ${address}`);
@@ -151,7 +156,8 @@ describe('daemon lifecycle', { skip: rtftpMissingReason() }, () => {
         await ep.send(encodeError(0, 'enough'), d.port, address);
       }
     } finally {
-      ep.close();
+      ep4.close();
+      ep6.close();
       await server.stop();
     }
   });

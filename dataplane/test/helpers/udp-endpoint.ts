@@ -36,7 +36,7 @@ export class UdpEndpoint {
 
   static open(address = '127.0.0.1', port = 0): Promise<UdpEndpoint> {
     return new Promise((resolve, reject) => {
-      const socket = createSocket('udp4');
+      const socket = createSocket(address.includes(':') ? 'udp6' : 'udp4');
       socket.once('error', reject);
       socket.bind(port, address, () => {
         socket.off('error', reject);
