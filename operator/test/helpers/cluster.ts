@@ -107,17 +107,22 @@ export async function startTestCluster(
     namespace,
     async apply(obj) {
       const ns = obj.metadata.namespace ?? namespace;
-      const existing = await request(
-        'GET',
-        pathOf(obj.apiVersion, obj.kind, ns, obj.metadata.name),
-      );
-      const body = structuredClone(obj);
       let r;
-      if (existing.status === 200) {
-        const meta = existing.json.metadata as Record<string, unknown>;
-        body.metadata = { ...body.metadata, resourceVersion: meta.resourceVersion };
-        r = await request('PUT', pathOf(obj.apiVersion, obj.kind, ns, obj.metadata.name), body);
-      } else r = await request('POST', pathOf(obj.apiVersion, obj.kind, ns), body);
+      // Like kubectl apply, a write that lost a race with the operator's own status write
+      // (409 on a stale resourceVersion) is tried again on the latest version.
+      for (let attempt = 0; ; attempt++) {
+        const existing = await request(
+          'GET',
+          pathOf(obj.apiVersion, obj.kind, ns, obj.metadata.name),
+        );
+        const body = structuredClone(obj);
+        if (existing.status === 200) {
+          const meta = existing.json.metadata as Record<string, unknown>;
+          body.metadata = { ...body.metadata, resourceVersion: meta.resourceVersion };
+          r = await request('PUT', pathOf(obj.apiVersion, obj.kind, ns, obj.metadata.name), body);
+        } else r = await request('POST', pathOf(obj.apiVersion, obj.kind, ns), body);
+        if (r.status !== 409 || attempt >= 4) break;
+      }
       if (r.status >= 300)
         throw Object.assign(
           new Error(`apply ${obj.kind}/${obj.metadata.name}: ${r.json.message}`),
