@@ -171,25 +171,57 @@ describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, (
     assert.equal(served.get('/initrd.gz'), 'nbd');
   });
 
-  test('a kernel upgraded inside the disk is booted next time, without restarting the dataplane', async () => {
+  /**
+   * The client rewrites its initrd inside its own disk; the next boot must get the new one.
+   * Returns the new nonce: later scenarios expect the disk's current marker.
+   */
+  async function upgradeAndBoot(
+    disk: BootDisk,
+    host: typeof MBR_HOST,
+    previous: string,
+    label: string,
+  ): Promise<string> {
     const upgraded = makeNonce();
-    const fresh = join(lab.workDir, 'upgraded-initrd.gz');
-    await buildMarkerInitrd(fresh, GPT_HOST.name, upgraded);
-    await gpt.replaceBootFile('initrd.gz', await readFile(fresh));
+    const fresh = join(lab.workDir, `upgraded-${host.name}-initrd.gz`);
+    await buildMarkerInitrd(fresh, host.name, upgraded);
+    await disk.replaceBootFile('initrd.gz', await readFile(fresh));
     const boot = await lab.bootAndExpect(
-      'bios-ipxe, GPT disk after upgrade',
-      GPT_HOST,
+      label,
+      host,
       'bios-ipxe',
-      markerText(GPT_HOST.name, upgraded),
-      [markerText(GPT_HOST.name, nonces.gpt), rescueMarker],
+      markerText(host.name, upgraded),
+      [markerText(host.name, previous), rescueMarker],
     );
     assert.equal(lab.dataplane!.process.pid, dataplanePid);
     assert.equal(lab.dataplane!.process.hasExited, false);
     const initrd = lab
-      .dataplane!.transfers(GPT_HOST.ip, boot.vm.startedAt)
+      .dataplane!.transfers(host.ip, boot.vm.startedAt)
       .find((t) => t.file === 'initrd.gz' && t.outcome === 'completed');
     assert.equal(initrd?.source, 'nbd');
     assert.equal(initrd?.bytes, (await readFile(fresh)).length);
+    return upgraded;
+  }
+
+  test('a kernel upgraded inside the disk is booted next time, without restarting the dataplane', async () => {
+    nonces.gpt = await upgradeAndBoot(
+      gpt,
+      GPT_HOST,
+      nonces.gpt,
+      'bios-ipxe, GPT disk (guestfs) after upgrade',
+    );
+  });
+
+  test('the same upgrade is seen through the native reader, with no remount and no VM', async () => {
+    nonces.mbr = await upgradeAndBoot(
+      mbr,
+      MBR_HOST,
+      nonces.mbr,
+      'bios-ipxe, MBR disk (native) after upgrade',
+    );
+    const connected = lab
+      .dataplane!.entries()
+      .findLast((e) => e.msg === 'Disk connected' && e.client === MBR_HOST.ip);
+    assert.equal(connected?.backend, 'native');
   });
 
   test('with its disk unreachable the client boots default/’s rescue payload, then its disk again', async () => {
