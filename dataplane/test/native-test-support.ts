@@ -11,20 +11,10 @@ import type { NbdConfig } from '../../common/src/nbd-config.ts';
 import type { DiskSession } from '../src/sources/disk-session.ts';
 import type { NativeDiskSession } from '../src/sources/native/index.ts';
 import type { FileSpec } from './fixtures/disk-image.ts';
+import { prng } from './helpers/fixtures.ts';
+export { prng } from './helpers/fixtures.ts';
 
 export const quietLogger = pino({ level: 'silent' });
-
-/** mulberry32: a small seeded PRNG, so a failing tree can be rebuilt from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function content(rand: () => number, size: number): Buffer {
   const b = Buffer.alloc(size);

@@ -26,6 +26,18 @@ function keystream(seed: number) {
   return createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
 }
 
+/** mulberry32: a small seeded PRNG, so a failing run can be replayed from the seed it printed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export function seededBytes(size: number, seed: number): Buffer {
   return keystream(seed).update(Buffer.alloc(size));
 }

@@ -6,6 +6,7 @@
  */
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
+import { prng } from './fixtures.ts';
 
 export interface Impairment {
   drop: number;
@@ -31,18 +32,6 @@ interface Session {
 
 // One session per client port; past this the proxy refuses new clients (a bounded test tool).
 const MAX_SESSIONS = 2000;
-
-/** mulberry32: a seeded PRNG, so a failing run can be replayed with the seed it printed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bind(address: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
