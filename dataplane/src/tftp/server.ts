@@ -284,7 +284,6 @@ export class TftpServer {
       await file.close();
       throw err;
     });
-    const started = Date.now();
     const shell = new TransferShell(
       socket,
       { address: rinfo.address, port: rinfo.port },
@@ -313,7 +312,6 @@ export class TftpServer {
             size: file.size,
             blksize: negotiated.blksize,
             windowsize: negotiated.windowsize,
-            startedAt: started,
           });
         },
       },
@@ -329,7 +327,6 @@ export class TftpServer {
     const m = this.opts.metrics;
     const line = {
       ...f,
-      startedAt: undefined,
       bytes: r.bytes,
       durationMs: Math.round(r.durationMs * 10) / 10,
       retransmits: r.retransmits,
