@@ -52,6 +52,7 @@ describe('NbdConfigWatcher', () => {
       metrics,
       rescanIntervalMs: 60_000,
       debounceMs: 20,
+      settleMs: 0,
     });
     await watcher.start();
   });
@@ -160,5 +161,72 @@ describe('NbdConfigWatcher', () => {
     other.stop();
     assert.deepEqual(other.status(), []);
     assert.ok(lines.some((l) => l.msg === 'Config directory unreadable'));
+  });
+});
+
+describe('NbdConfigWatcher timing', () => {
+  const metrics = createDataplaneMetrics(undefined, false);
+  let dir: string;
+  const watchers: NbdConfigWatcher[] = [];
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rtftp-watch-timing-'));
+  });
+  after(async () => {
+    for (const w of watchers) w.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  async function startWatcher(sub: string, opts: { debounceMs?: number; settleMs?: number }) {
+    const { logger, lines } = captureLogger();
+    await mkdir(join(dir, sub));
+    const w = new NbdConfigWatcher({
+      dir: join(dir, sub),
+      logger,
+      metrics,
+      rescanIntervalMs: 60_000,
+      ...opts,
+    });
+    watchers.push(w);
+    await w.start();
+    return { w, lines, path: (f: string) => join(dir, sub, f) };
+  }
+
+  it('acts on the first event at once, not after the debounce window', async () => {
+    const { w, path } = await startWatcher('leading', { debounceMs: 30_000 });
+    const added = once(w, 'added');
+    await writeFile(path('10.1.0.1.nbd'), config(3001));
+    // Without a leading edge nothing would happen for 30 s.
+    const [ip] = await withTimeout(added, 5000);
+    assert.equal(ip, '10.1.0.1');
+  });
+
+  it('keeps the previous config while a file is caught mid-write, then takes the new one', async () => {
+    const { w, lines, path } = await startWatcher('settle', { debounceMs: 10, settleMs: 400 });
+    const added = once(w, 'added');
+    await writeFile(path('10.1.0.2.nbd'), config(4001));
+    await withTimeout(added);
+    let removed = 0;
+    w.on('removed', () => removed++);
+    // A writer that truncates and writes in place, seen between its two writes.
+    await writeFile(path('10.1.0.2.nbd'), config(4002).slice(0, 20));
+    await w.rescan();
+    assert.equal(w.configOf('10.1.0.2')?.url, 'nbd://127.0.0.1:4001/disk');
+    const changed = once(w, 'changed');
+    await writeFile(path('10.1.0.2.nbd'), config(4002));
+    assert.equal((await withTimeout(changed))[1].url, 'nbd://127.0.0.1:4002/disk');
+    assert.equal(removed, 0);
+    assert.equal(lines.filter((l) => l.msg === 'NBD config rejected').length, 0);
+  });
+
+  it('reports a file that stays broken once the settle window has passed', async () => {
+    const { w, lines, path } = await startWatcher('broken', { debounceMs: 10, settleMs: 200 });
+    const added = once(w, 'added');
+    await writeFile(path('10.1.0.3.nbd'), config(5001));
+    await withTimeout(added);
+    const removed = once(w, 'removed');
+    await writeFile(path('10.1.0.3.nbd'), '{"url": "nbd://127.0.0.1:5001/disk", ');
+    assert.equal((await withTimeout(removed))[0], '10.1.0.3');
+    const rejected = lines.filter((l) => l.msg === 'NBD config rejected');
+    assert.equal(rejected.length, 1);
+    assert.match(String(rejected[0]!.reason), /not valid JSON/);
   });
 });

@@ -63,8 +63,17 @@ export interface NbdConfigWatcherOptions {
   metrics: DataplaneMetrics;
   /** Safety-net rescan period (default 10 s). */
   rescanIntervalMs?: number;
-  /** Events arriving within this window make one rescan (default 50 ms). */
+  /**
+   * The first event is acted on at once; further events within this window make one
+   * more rescan at its end (default 50 ms).
+   */
   debounceMs?: number;
+  /**
+   * A file that does not parse and was modified less than this long ago is taken to be
+   * mid-write (a writer that does not rename into place): its previous state is kept and
+   * it is read again once the window has passed (default 250 ms).
+   */
+  settleMs?: number;
 }
 
 export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
@@ -72,6 +81,8 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
   private watcher: FSWatcher | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
+  private eventsInWindow = false;
+  private settleTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private scanAgain = false;
   private stopped = false;
@@ -93,6 +104,9 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
     this.stopped = true;
     clearInterval(this.rescanTimer);
     clearTimeout(this.debounceTimer);
+    this.debounceTimer = undefined;
+    clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
     this.watcher?.close();
     this.watcher = undefined;
   }
@@ -130,11 +144,34 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
     }
   }
 
+  /**
+   * Leading edge: a config written now is seen now, not a debounce later (the first boot
+   * request of a new client is usually right behind it). The rest of a burst of events
+   * (a writer's open, write and close) makes one more rescan at the end of the window.
+   */
   private scheduleRescan(): void {
     if (this.stopped) return;
-    clearTimeout(this.debounceTimer);
-    this.debounceTimer = setTimeout(() => void this.rescan(), this.opts.debounceMs ?? 50);
+    if (this.debounceTimer) {
+      this.eventsInWindow = true;
+      return;
+    }
+    void this.rescan();
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined;
+      if (!this.eventsInWindow) return;
+      this.eventsInWindow = false;
+      this.scheduleRescan();
+    }, this.opts.debounceMs ?? 50);
     this.debounceTimer.unref();
+  }
+
+  private rescanAfterSettling(ms: number): void {
+    if (this.stopped || this.settleTimer) return;
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = undefined;
+      void this.rescan();
+    }, ms);
+    this.settleTimer.unref();
   }
 
   /** Scans now; concurrent calls coalesce into one more scan after the running one. */
@@ -192,8 +229,10 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
     const path = join(this.opts.dir, file);
     let identity: string;
     let text: string;
+    let modifiedMsAgo: number;
     try {
       const st = await stat(path);
+      modifiedMsAgo = Date.now() - st.mtimeMs;
       identity = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
       if (this.entries.get(clientIp)?.identity === identity) return;
       if (!st.isFile()) {
@@ -225,6 +264,12 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
             problems: [{ field: '', message: `larger than ${MAX_CONFIG_BYTES} bytes` }],
           }
         : parseNbdConfig(text);
+    const settleMs = this.opts.settleMs ?? 250;
+    if (!result.ok && !identity.endsWith(':notfile') && modifiedMsAgo < settleMs) {
+      // Probably caught mid-write: keep the previous state (and its disk) for now.
+      this.rescanAfterSettling(Math.min(settleMs, Math.max(0, settleMs - modifiedMsAgo)) + 5);
+      return;
+    }
     const entry: Entry = {
       file,
       clientIp,
