@@ -33,7 +33,7 @@ test('merges concurrent reads of one page into one fetch and spans pages', async
   const buf = Buffer.from(Array.from({ length: PAGE_SIZE * 3 }, (_, i) => i & 0xff));
   let fetches = 0;
   const raw = memoryDisk(buf);
-  const disk = new CachedDisk({ size: raw.size, read: (o, l) => (fetches++, raw.read(o, l)) });
+  const disk = new CachedDisk({ ...raw, read: (o, l) => (fetches++, raw.read(o, l)) });
   const e = disk.newEpoch();
   await Promise.all([disk.read(5, 5, e), disk.read(50, 5, e), disk.read(500, 5, e)]);
   assert.equal(fetches, 1);

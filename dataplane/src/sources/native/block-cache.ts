@@ -1,11 +1,15 @@
 /**
- * The disk as the filesystems see it: byte-range reads served from a byte-bounded LRU of
- * fixed-size pages, with reads of the same page merged while in flight.
+ * The disk as the filesystems see it. Metadata (boot sectors, FAT, directories, inodes,
+ * extent trees) is read through a byte-bounded LRU of fixed-size pages, with reads of the
+ * same page merged while in flight. File data goes around the cache, straight from the
+ * NBD reply into the caller's buffer: a boot file is read once per boot, so caching it
+ * would only evict the metadata every open needs, and would copy every byte twice more.
  *
- * Freshness by epochs: every read names the oldest epoch it accepts. A page is tagged with
- * the epoch current when its fetch was sent. Opening a file takes a new epoch, so every
- * block it reads (directory entries, inode, FAT, data) was fetched after the open began:
- * what the client wrote before that open is seen, whatever the cache held.
+ * Freshness by epochs: every metadata read names the oldest epoch it accepts. A page is
+ * tagged with the epoch current when its fetch was sent. Opening a file takes a new
+ * epoch, so every block it reads (directory entries, inode, FAT) was fetched after the
+ * open began: what the client wrote before that open is seen, whatever the cache held.
+ * File data, never cached, is always read after the open.
  */
 import { check } from './errors.ts';
 
@@ -13,31 +17,26 @@ import { check } from './errors.ts';
 export interface RawDisk {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer>;
+  /** Reads into `dst` at `dstOffset`, copying nothing on the way. */
+  readInto(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void>;
 }
 
-/** A byte range of the disk (the whole disk or one partition), read with an epoch. */
+/** A byte range of the disk (the whole disk or one partition). */
 export interface BlockReader {
   readonly size: number;
-  /**
-   * `readahead`: bytes after the range worth fetching now, without waiting for them
-   * (a file read sequentially); ignored past the end of the device.
-   */
-  read(offset: number, length: number, epoch: number, readahead?: number): Promise<Buffer>;
-  /** Like read, into `dst` at `dstOffset`: file data is copied once, from page to packet. */
-  readInto(
-    offset: number,
-    length: number,
-    dst: Buffer,
-    dstOffset: number,
-    epoch: number,
-    readahead?: number,
-  ): Promise<void>;
+  /** Metadata, through the cache: at least as fresh as `epoch`. */
+  read(offset: number, length: number, epoch: number): Promise<Buffer>;
+  /** File data into `dst` at `dstOffset`: read from the disk now, never cached. */
+  readData(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void>;
 }
 
 export interface CacheStats {
   hits: number;
   misses: number;
+  /** Metadata bytes fetched into the cache. */
   bytesFetched: number;
+  /** File data bytes read around the cache. */
+  dataBytes: number;
 }
 
 export const PAGE_SIZE = 64 * 1024;
@@ -55,7 +54,7 @@ export class CachedDisk implements BlockReader {
   private readonly inFlight = new Map<number, { promise: Promise<Buffer>; epoch: number }>();
   private cachedBytes = 0;
   private epochCounter = 1;
-  readonly stats: CacheStats = { hits: 0, misses: 0, bytesFetched: 0 };
+  readonly stats: CacheStats = { hits: 0, misses: 0, bytesFetched: 0, dataBytes: 0 };
 
   constructor(
     private readonly raw: RawDisk,
@@ -81,49 +80,36 @@ export class CachedDisk implements BlockReader {
   }
 
   /** The bytes; a range inside one page is a view of the cached page (never to be written). */
-  async read(offset: number, length: number, epoch: number, readahead = 0): Promise<Buffer> {
+  async read(offset: number, length: number, epoch: number): Promise<Buffer> {
     this.checkRange(offset, length);
     const first = Math.floor(offset / PAGE_SIZE);
-    if (length > 0 && first === Math.floor((offset + length - 1) / PAGE_SIZE)) {
-      if (readahead > 0) this.prefetch(first + 1, Math.ceil(readahead / PAGE_SIZE), epoch);
+    const last = Math.floor((offset + length - 1) / PAGE_SIZE);
+    if (length > 0 && first === last) {
       const page = await this.page(first, epoch);
       const at = offset - first * PAGE_SIZE;
       return page.subarray(at, at + length);
     }
     const out = Buffer.allocUnsafe(length);
-    await this.readInto(offset, length, out, 0, epoch, readahead);
-    return out;
-  }
-
-  async readInto(
-    offset: number,
-    length: number,
-    dst: Buffer,
-    dstOffset: number,
-    epoch: number,
-    readahead = 0,
-  ): Promise<void> {
-    this.checkRange(offset, length);
-    if (length === 0) return;
-    const first = Math.floor(offset / PAGE_SIZE);
-    const last = Math.floor((offset + length - 1) / PAGE_SIZE);
-    if (readahead > 0) this.prefetch(last + 1, Math.ceil(readahead / PAGE_SIZE), epoch);
+    if (length === 0) return out;
     const got = await Promise.all(this.pagesFrom(first, last, epoch));
     got.forEach((page, i) => {
       const pageStart = (first + i) * PAGE_SIZE;
       const from = Math.max(offset, pageStart);
       const to = Math.min(offset + length, pageStart + page.length);
-      page.copy(dst, dstOffset + (from - offset), from - pageStart, to - pageStart);
+      page.copy(out, from - offset, from - pageStart, to - pageStart);
     });
+    return out;
   }
 
-  /** Starts fetching `count` pages from page `from` that are neither cached nor coming. */
-  private prefetch(from: number, count: number, epoch: number): void {
-    // Never prefetch more than a quarter of the cache: it would evict what it fetched.
-    const budget = Math.min(count, Math.floor(this.maxBytes / PAGE_SIZE / 4));
-    const last = Math.min(Math.floor((this.size - 1) / PAGE_SIZE), from + budget - 1);
-    // A failed prefetch is forgotten: the read that needs the page fetches it again.
-    for (const p of this.pagesFrom(from, last, epoch)) p.catch(() => undefined);
+  async readData(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void> {
+    this.checkRange(offset, length);
+    check(
+      dstOffset >= 0 && dstOffset + length <= dst.length,
+      `read of ${length} bytes does not fit its buffer`,
+    );
+    if (length === 0) return;
+    await this.raw.readInto(offset, length, dst, dstOffset);
+    this.stats.dataBytes += length;
   }
 
   /** Pages first..last, fetching the missing ones with one request per run of them. */
@@ -231,30 +217,13 @@ export class DiskRange implements BlockReader {
     );
   }
 
-  read(offset: number, length: number, epoch: number, readahead = 0): Promise<Buffer> {
+  read(offset: number, length: number, epoch: number): Promise<Buffer> {
     this.checkRange(offset, length);
-    return this.disk.read(
-      this.start + offset,
-      length,
-      epoch,
-      this.ahead(offset, length, readahead),
-    );
+    return this.disk.read(this.start + offset, length, epoch);
   }
 
-  readInto(
-    offset: number,
-    length: number,
-    dst: Buffer,
-    dstOffset: number,
-    epoch: number,
-    readahead = 0,
-  ): Promise<void> {
+  readData(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void> {
     this.checkRange(offset, length);
-    const ahead = this.ahead(offset, length, readahead);
-    return this.disk.readInto(this.start + offset, length, dst, dstOffset, epoch, ahead);
-  }
-
-  private ahead(offset: number, length: number, readahead: number): number {
-    return Math.max(0, Math.min(readahead, this.size - offset - length));
+    return this.disk.readData(this.start + offset, length, dst, dstOffset);
   }
 }

@@ -7,7 +7,7 @@ import type { BlockReader } from './block-cache.ts';
 import { NativeErrorCode, check, diskError } from './errors.ts';
 import { InodeFlag, inlineData, mapBlock, parseInode } from './ext-inode.ts';
 import type { ExtNode, ExtVolume } from './ext-inode.ts';
-import { MAX_DIRECTORY_BYTES, READAHEAD_BYTES, readBytes } from './filesystem.ts';
+import { MAX_DIRECTORY_BYTES, readBytes } from './filesystem.ts';
 import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 
 export const EXT_MAGIC = 0xef53;
@@ -254,10 +254,7 @@ class ExtFilesystem implements Filesystem {
       const take = Math.min(end - at, run.count * bs - within);
       const to = dstOffset + (at - position);
       if (run.kind === 'zero') dst.fill(0, to, to + take);
-      else {
-        const ahead = at + take < node.size ? READAHEAD_BYTES : 0;
-        await this.v.dev.readInto(run.pblk * bs + within, take, dst, to, epoch, ahead);
-      }
+      else await this.v.dev.readData(run.pblk * bs + within, take, dst, to);
       at += take;
     }
     return end - position;

@@ -6,7 +6,6 @@
 import type { BlockReader } from './block-cache.ts';
 import { check, corrupt } from './errors.ts';
 import { ClusterChain } from './fat-chain.ts';
-import { READAHEAD_BYTES } from './filesystem.ts';
 import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 
 const Attr = {
@@ -315,14 +314,11 @@ class FatFilesystem implements Filesystem {
       }
       const within = at - index * cb;
       const take = Math.min(end - at, run * cb - within);
-      const ahead = at + take < node.size ? READAHEAD_BYTES : 0;
-      await this.dev.readInto(
+      await this.dev.readData(
         this.clusterOffset(c) + within,
         take,
         dst,
         dstOffset + (at - position),
-        epoch,
-        ahead,
       );
       at += take;
     }

@@ -48,9 +48,6 @@ export interface Filesystem {
 /** Largest directory read, in bytes: bounds the work a hostile directory can cause. */
 export const MAX_DIRECTORY_BYTES = 32 * 1024 * 1024;
 
-/** Bytes read ahead past a file read, for the transfer's next sequential read. */
-export const READAHEAD_BYTES = 1024 * 1024;
-
 /** The bytes of a file range in a new Buffer (symlink targets, tests). */
 export async function readBytes(
   fs: Filesystem,

@@ -20,6 +20,9 @@ export function memoryDisk(buf: Buffer): RawDisk {
   return {
     size: buf.length,
     read: async (offset, length) => Buffer.from(buf.subarray(offset, offset + length)),
+    readInto: async (offset, length, dst, dstOffset) => {
+      buf.copy(dst, dstOffset, offset, offset + length);
+    },
   };
 }
 

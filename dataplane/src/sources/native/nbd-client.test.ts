@@ -18,6 +18,24 @@ interface FakeOptions {
   silent?: boolean;
   /** Close each connection after this many reads. */
   dropAfter?: number;
+  /** Answer only this many reads per connection, then stay silent. */
+  answerOnly?: number;
+  /** Send each reply in pieces of 1–7 bytes, each in its own write and tick. */
+  dribble?: boolean;
+  /** Hold each reply this long before sending it. */
+  replyDelayMs?: number;
+}
+
+let sending = Promise.resolve();
+/** Writes `data` in 1–7 byte pieces, a tick apart, after what was sent before. */
+function dribble(sock: Socket, data: Buffer): Promise<void> {
+  sending = sending.then(async () => {
+    for (let at = 0, k = 1; at < data.length; at += k, k = (k % 7) + 1) {
+      sock.write(data.subarray(at, at + k));
+      await new Promise((r) => setImmediate(r));
+    }
+  });
+  return sending;
 }
 
 async function fakeServer(
@@ -79,14 +97,24 @@ async function fakeServer(
           if (q.length < 28) return;
           const r = q.take(28);
           if (r.readUInt16BE(6) === 2) return void sock.end();
-          if (o.silent) continue;
+          if (o.silent || (o.answerOnly !== undefined && reads >= o.answerOnly)) continue;
           const offset = Number(r.readBigUInt64BE(16));
           const length = r.readUInt32BE(24);
           const h = Buffer.alloc(16);
           h.writeUInt32BE(0x67446698, 0);
           r.copy(h, 8, 8, 16);
-          batch.push(Buffer.concat([h, o.disk.subarray(offset, offset + length)]));
-          if (++reads === o.dropAfter) return void sock.destroy();
+          const whole = Buffer.concat([h, o.disk.subarray(offset, offset + length)]);
+          reads++;
+          if (o.dribble) {
+            void dribble(sock, whole);
+            continue;
+          }
+          if (o.replyDelayMs) {
+            setTimeout(() => sock.write(whole), o.replyDelayMs);
+            continue;
+          }
+          batch.push(whole);
+          if (reads === o.dropAfter) return void sock.destroy();
           // Answer in reverse order once a few are queued: handles must be honoured.
           if (batch.length >= 3 || q.length < 28)
             sock.write(Buffer.concat(batch.splice(0).reverse()));
@@ -120,6 +148,57 @@ test('falls back to NBD_OPT_EXPORT_NAME and matches out-of-order replies by hand
     const offsets = Array.from({ length: 40 }, (_, i) => i * 20_000 + i);
     const got = await Promise.all(offsets.map((o) => client.read(o, 1000)));
     got.forEach((b, i) => assert.deepEqual(b, disk.subarray(offsets[i]!, offsets[i]! + 1000)));
+  } finally {
+    await client.close();
+    fake.server.close();
+  }
+});
+
+test('reassembles replies split anywhere, into the caller buffer at its offset, and splits big reads', async () => {
+  const fake = await fakeServer({ disk, exportName: 'disk', go: true, dribble: true });
+  const client = await NbdClient.connect({ endpoint: endpoint(fake.port), maxRequestBytes: 512 });
+  try {
+    const dst = Buffer.alloc(3000, 0xee);
+    // 1500 bytes with 512-byte requests: three requests, each reply in 1–7 byte pieces.
+    await client.readInto(1001, 1500, dst, 700);
+    assert.deepEqual(dst.subarray(700, 2200), disk.subarray(1001, 2501));
+    assert.ok(
+      dst.subarray(0, 700).every((b) => b === 0xee),
+      'nothing written before the offset',
+    );
+    assert.ok(
+      dst.subarray(2200).every((b) => b === 0xee),
+      'nothing written after the range',
+    );
+    assert.deepEqual(await client.read(5, 3), disk.subarray(5, 8));
+  } finally {
+    await client.close();
+    fake.server.close();
+  }
+});
+
+test('times a read from when it was sent, not from when an earlier read armed the timer', async () => {
+  const fake = await fakeServer({
+    disk,
+    exportName: 'disk',
+    go: true,
+    answerOnly: 1,
+    replyDelayMs: 250,
+  });
+  const client = await NbdClient.connect({
+    endpoint: endpoint(fake.port),
+    readTimeoutMs: 300,
+    reconnectAttempts: 1,
+  });
+  try {
+    const first = client.read(0, 16); // answered after 250 ms
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    const second = client.read(16, 16); // never answered
+    assert.deepEqual(await first, disk.subarray(0, 16));
+    await assert.rejects(second, { reason: 'timeout', message: /within 300 ms/ });
+    // Failing when the first read's deadline passed would take only about 100 ms.
+    assert.ok(Date.now() - started >= 250, `failed after ${Date.now() - started} ms`);
   } finally {
     await client.close();
     fake.server.close();

@@ -135,6 +135,13 @@ export class NbdClient {
 
   /** Reads exactly `length` bytes at `offset` (must lie inside the disk). */
   async read(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    await this.readInto(offset, length, buf, 0);
+    return buf;
+  }
+
+  /** Reads exactly `length` bytes at `offset` into `dst` at `dstOffset`. */
+  async readInto(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void> {
     if (offset < 0 || length < 0 || offset + length > this.size) {
       throw diskError(
         NativeErrorCode.ReadFailed,
@@ -143,21 +150,27 @@ export class NbdClient {
       );
     }
     const max = Math.max(512, Math.min(this.opts.maxRequestBytes, this.maxPayload));
-    if (length <= max) return this.readOne(offset, length);
-    const parts: Promise<Buffer>[] = [];
+    if (length <= max) return this.readOne(offset, length, dst, dstOffset);
+    const parts: Promise<void>[] = [];
     for (let at = 0; at < length; at += max) {
-      parts.push(this.readOne(offset + at, Math.min(max, length - at)));
+      parts.push(this.readOne(offset + at, Math.min(max, length - at), dst, dstOffset + at));
     }
-    return Buffer.concat(await Promise.all(parts));
+    // Settle all before failing: no part may still be writing into `dst` once we return.
+    const failed = (await Promise.allSettled(parts)).find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
-  private async readOne(offset: number, length: number): Promise<Buffer> {
+  private async readOne(
+    offset: number,
+    length: number,
+    dst: Buffer,
+    dstOffset: number,
+  ): Promise<void> {
     await this.slot();
     try {
       const conn = await this.connection();
-      const buf = await conn.read(offset, length, this.opts.readTimeoutMs);
-      this.bytesRead += buf.length;
-      return buf;
+      await conn.read(offset, length, this.opts.readTimeoutMs, dst, dstOffset);
+      this.bytesRead += length;
     } finally {
       this.release();
     }
