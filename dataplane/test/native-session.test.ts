@@ -110,7 +110,8 @@ test('serves a kernel replaced inside the client on the next open, on ext4 and F
 for (const fs of ['ext4', 'vfat'] as const) {
   test(`a file replaced during a transfer fails that transfer instead of serving a torn file (${fs})`, async () => {
     const nbd = await serve({ partitions: [boot, root], table: 'gpt' });
-    const session = await connectNative(options(nbd.url));
+    const metrics = createDataplaneMetrics(undefined, false);
+    const session = await connectNative(options(nbd.url, { metrics }));
     const [image, inImage, path] =
       fs === 'ext4'
         ? [root, '/boot/vmlinuz-6.1', '/boot/vmlinuz-6.1']
@@ -133,6 +134,13 @@ for (const fs of ['ext4', 'vfat'] as const) {
       };
       await assert.rejects(rest(), { code: NativeErrorCode.FileChanged });
       assert.equal(session.healthy, true, 'the disk itself is fine');
+      assert.equal(session.stats.reconnects, 0);
+      const readErrors = (await metrics.nbdReadErrors.get()).values;
+      assert.equal(
+        readErrors.reduce((n, v) => n + v.value, 0),
+        0,
+        'not an NBD read error',
+      );
     } finally {
       await session.close();
     }

@@ -50,8 +50,11 @@ class NativeFile implements OpenedFile {
         await this.revalidate();
       return n;
     } catch (err) {
-      this.parts.onReadError?.();
-      throw asDiskError(err, `${this.parts.describe}:${this.path}`);
+      const e = asDiskError(err, `${this.parts.describe}:${this.path}`);
+      // A file the client rewrote is not a failing disk: the transfer fails, the disk
+      // stays connected and counts no read error (an alert watches that counter).
+      if (e.code !== NativeErrorCode.FileChanged) this.parts.onReadError?.();
+      throw e;
     }
   }
 
