@@ -62,6 +62,7 @@ async function fetchInView(chain: FileSource[], clientIp: string, name: string) 
     const r = await source.open(req, never);
     if (r.status === 'not-found' || r.status === 'unavailable') continue;
     if (r.status === 'refused') return { source: 'refused', text: r.reason };
+    if (r.status === 'not-ready') return { source: 'not-ready', text: '' };
     const buf = Buffer.alloc(Math.min(r.file.size, 4096));
     const n = await r.file.read(buf, 0, buf.length, 0);
     await r.file.close();

@@ -11,7 +11,9 @@ import { decodePacket, encodeAck, encodeError, encodeRrq } from './helpers/tftp-
 import { rtftpMissingReason, startRtftp } from './helpers/tftp-servers.ts';
 import type { RunningServer } from './helpers/tftp-servers.ts';
 import { UdpEndpoint, freeUdpPort } from './helpers/udp-endpoint.ts';
-import { freePort } from './fixtures/nbdkit.ts';
+import { renderNbdConfig } from '../../common/src/nbd-config.ts';
+import { buildFilesystemImage } from './fixtures/disk-image.ts';
+import { freePort, startNbdkit } from './fixtures/nbdkit.ts';
 
 const FILE = seededBytes(512 * 10 + 7, 77);
 
@@ -169,6 +171,59 @@ describe('daemon lifecycle', { skip: rtftpMissingReason() }, () => {
       await assert.rejects(startRtftp({ root, port }), /Server listening|exited|cannot bind/);
     } finally {
       holder.close();
+    }
+  });
+
+  it('answers ERROR 0 "disk not ready" while the disk connects past --disk-wait, never default/, then serves the disk', async () => {
+    // Its own root: a config for 127.0.0.1 here would send the other tests to a disk.
+    const tree = servedTree(dir.file('root-not-ready'));
+    writeFileSync(`${tree.defaultDir}/ten.bin`, 'the rescue file from default/');
+    const image = dir.file('not-ready.img');
+    await buildFilesystemImage(image, {
+      fs: 'vfat',
+      sizeMiB: 8,
+      files: [{ path: 'ten.bin', content: FILE }],
+    });
+    const nbd = await startNbdkit({ partitions: [image], table: 'mbr' });
+    // A stopped server: the TCP connect succeeds, the NBD handshake waits for it.
+    nbd.pause();
+    const server = await startRtftp({ root: tree.root, args: ['--disk-wait', '1'] });
+    const a = await UdpEndpoint.open();
+    try {
+      writeFileSync(
+        `${tree.root}/127.0.0.1.nbd`,
+        renderNbdConfig({
+          url: nbd.url,
+          mounts: [{ partition: 1, mountpoint: '/' }],
+          tftpRoot: '/',
+          backend: 'native',
+        }),
+      );
+      await server.waitForLog((l) => l.msg === 'Disk connecting');
+      await a.send(encodeRrq('ten.bin'), server.port);
+      const d = await a.receive(5000);
+      assert.ok(d, 'no reply while the disk was connecting');
+      const p = decodePacket(d.msg);
+      assert.deepEqual(
+        [p.kind, p.kind === 'error' && p.code, p.kind === 'error' && p.message],
+        ['error', 0, 'disk not ready'],
+      );
+      await server.waitForLog((l) => l.msg === 'Request refused' && l.reason === 'disk-not-ready');
+      nbd.resume();
+      await server.waitForLog((l) => l.msg === 'Disk connected', 10_000);
+      const served = await firstReply(a, server, encodeRrq('ten.bin'));
+      assert.equal(served.packet.kind, 'data');
+      assert.deepEqual(
+        served.packet.kind === 'data' && served.packet.data,
+        FILE.subarray(0, 512),
+        'the file from the disk, not the one in default/',
+      );
+      await a.send(encodeError(0, 'enough'), served.port);
+    } finally {
+      a.close();
+      nbd.resume();
+      await server.stop();
+      await nbd.stop();
     }
   });
 });

@@ -29,12 +29,6 @@ export interface OpenedFile {
   close(): Promise<void>;
 }
 
-/**
- * The refusal reason of a disk source whose disk did not connect within --disk-wait:
- * the client gets ERROR 0 "disk not ready" (and retries), never default/'s files.
- */
-export const DISK_NOT_READY = 'disk not ready';
-
 export type OpenResult =
   | {
       status: 'found';
@@ -46,6 +40,12 @@ export type OpenResult =
     }
   | { status: 'not-found' }
   | { status: 'refused'; reason: string }
+  /**
+   * This source serves the client but cannot yet (a disk still connecting past
+   * --disk-wait): the chain stops and the client gets ERROR 0 "disk not ready" and
+   * retries, never default/'s files.
+   */
+  | { status: 'not-ready' }
   | { status: 'unavailable'; reason: string };
 
 export interface FileSource {

@@ -1,6 +1,7 @@
 /**
- * The client's view: sources asked in order, first hit wins. A refusal stops the chain
- * (nothing is served); a source that is unavailable is skipped and reported.
+ * The client's view: sources asked in order, first hit wins. A refusal or a source that is
+ * not ready stops the chain (nothing is served); a source that is unavailable is skipped
+ * and reported.
  */
 import type { FileSource, OpenResult, ViewRequest } from './source.ts';
 
@@ -24,7 +25,8 @@ export async function resolveInView(
     } catch (err) {
       r = { status: 'unavailable', reason: (err as Error).message };
     }
-    if (r.status === 'found' || r.status === 'refused') return { result: r, unavailable };
+    if (r.status === 'found' || r.status === 'refused' || r.status === 'not-ready')
+      return { result: r, unavailable };
     if (r.status === 'unavailable') unavailable.push({ source: source.name, reason: r.reason });
   }
   return { result: { status: 'not-found' }, unavailable };

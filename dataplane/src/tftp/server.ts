@@ -9,7 +9,6 @@ import type { Logger } from 'pino';
 import { canonicalIp } from '../../../common/src/nbd-config.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
 import { parseRequestPath } from '../sources/request-path.ts';
-import { DISK_NOT_READY } from '../sources/source.ts';
 import type { FileSource, OpenedFile } from '../sources/source.ts';
 import { resolveInView } from '../sources/view.ts';
 import { encodeError, parsePacket } from './codec.ts';
@@ -249,10 +248,10 @@ export class TftpServer {
     }
     if (result.status !== 'found') {
       this.release(entry);
-      if (result.status === 'refused' && result.reason === DISK_NOT_READY) {
+      if (result.status === 'not-ready') {
         // Not an access problem: the client's disk is still connecting past --disk-wait.
         // Falling through to default/ could boot the wrong kernel, so the client retries.
-        this.refuse(local, rinfo, TftpError.NotDefined, DISK_NOT_READY, 'disk-not-ready', fields);
+        this.refuse(local, rinfo, TftpError.NotDefined, 'disk not ready', 'disk-not-ready', fields);
       } else if (result.status === 'refused') {
         this.refuse(
           local,

@@ -152,7 +152,7 @@ describe('DiskRegistry + NbdSource', () => {
       source.open(req('10.0.0.1', 'k'), never),
       source.open(req('10.0.0.2', 'k'), never),
     ]);
-    assert.deepEqual(r, { status: 'refused', reason: 'disk not ready' });
+    assert.deepEqual(r, { status: 'not-ready' });
     assert.equal(other.status, 'not-found');
     assert.ok(Date.now() - started < 300);
     await registry.stop();

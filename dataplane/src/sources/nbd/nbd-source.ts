@@ -4,13 +4,12 @@
  * Answers: 'not-found' when the client has no valid config or the disk has no such file
  * (the chain goes on to default/); 'unavailable' when the disk failed to connect or died
  * (logged, counted; the chain goes on, so a client whose disk server is down still gets
- * default/); 'refused' "disk not ready" when the disk is still connecting after
+ * default/); 'not-ready' when the disk is still connecting after
  * --disk-wait: the disk is expected to work, and serving default/ instead could boot the
  * wrong kernel silently, so the client gets ERROR 0 and retries.
  */
 import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
 import type { DiskSession } from '../disk-session.ts';
-import { DISK_NOT_READY } from '../source.ts';
 import type { FileSource, OpenResult, OpenedFile, ViewRequest } from '../source.ts';
 import type { DiskRegistry } from './disk-registry.ts';
 import type { DiskSlot } from './disk-slot.ts';
@@ -59,8 +58,7 @@ export class NbdSource implements FileSource {
   async open(request: ViewRequest, signal: AbortSignal): Promise<OpenResult> {
     const got = await this.registry.acquire(request.clientIp, this.diskWaitMs, signal);
     if (got === null) return { status: 'not-found' };
-    if (got.status === 'not-ready') return { status: 'refused', reason: DISK_NOT_READY };
-    if (got.status === 'unavailable') return got;
+    if (got.status === 'not-ready' || got.status === 'unavailable') return got;
     const { slot, session } = got;
     const path = pathInDisk(slot.config, request.components);
     return this.openOnDisk(session, slot, path, signal);
