@@ -37,6 +37,37 @@ export function createUdpSocket(address: string): Socket {
     : dgram.createSocket({ type });
 }
 
+/**
+ * A transfer's own socket (its TID): a fresh port on the address the request arrived on,
+ * connected to the client. Connected, the kernel routes once instead of per packet and
+ * Node sends without resolving the address each time (a third less CPU per GiB, measured
+ * in bench/tftp.ts), and the kernel keeps other senders out: a datagram from anyone but
+ * the client gets ICMP port unreachable (as from tftp-hpa, whose transfers are connected
+ * too) instead of reaching the transfer.
+ */
+export async function openTransferSocket(
+  local: string,
+  peer: { address: string; port: number },
+): Promise<Socket> {
+  const socket = createUdpSocket(local);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind({ address: local, port: 0 }, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    await new Promise<void>((resolve, reject) =>
+      socket.connect(peer.port, peer.address, (err?: Error) => (err ? reject(err) : resolve())),
+    );
+    return socket;
+  } catch (err) {
+    socket.close();
+    throw err;
+  }
+}
+
 export class Listeners {
   private readonly sockets = new Map<string, Socket>();
   private rescanTimer: NodeJS.Timeout | null = null;

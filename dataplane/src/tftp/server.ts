@@ -13,7 +13,7 @@ import type { FileSource, OpenedFile } from '../sources/source.ts';
 import { resolveInView } from '../sources/view.ts';
 import { encodeError, parsePacket } from './codec.ts';
 import type { RequestPacket } from './codec.ts';
-import { Listeners, createUdpSocket } from './listeners.ts';
+import { Listeners, openTransferSocket } from './listeners.ts';
 import { NetasciiFile, netasciiSize } from './netascii.ts';
 import { negotiateOptions } from './options.ts';
 import { Opcode, TFTP_ERROR_NAMES, TftpError } from './protocol.ts';
@@ -272,20 +272,12 @@ export class TftpServer {
     const negotiated = negotiateOptions(req.options, file.size, {
       maxWindowBytes: this.opts.maxWindowBytes,
     });
-    const socket = createUdpSocket(local);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind({ address: local, port: 0 }, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    }).catch(async (err: Error) => {
+    const socket = await openTransferSocket(local, rinfo).catch(async (err: Error) => {
       await file.close();
       throw err;
     });
     const shell = new TransferShell(
       socket,
-      { address: rinfo.address, port: rinfo.port },
       file,
       {
         blksize: negotiated.blksize,

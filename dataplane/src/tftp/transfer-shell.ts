@@ -3,7 +3,7 @@
  * socket (its TID), the retransmission timer and the block buffers, feeds packets,
  * timeouts and completed reads into `step`, and carries out the actions it returns.
  */
-import type { Socket, RemoteInfo } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { encodeError, encodeOack, parsePacket } from './codec.ts';
 import { Opcode, TftpError } from './protocol.ts';
 import { createTransfer, step } from './transfer.ts';
@@ -28,7 +28,7 @@ export interface TransferResult {
 
 export interface TransferHooks {
   onRetransmit(): void;
-  /** An ERROR packet was sent (to the peer or to a stray sender). */
+  /** An ERROR packet was sent to the client. */
   onErrorSent(code: number): void;
   onFinish(result: TransferResult): void;
 }
@@ -43,8 +43,8 @@ export class TransferShell {
   sendErrors = 0;
 
   constructor(
+    /** Bound and connected to the client (openTransferSocket). */
     private readonly socket: Socket,
-    private readonly peer: { address: string; port: number },
     private readonly file: OpenedFile,
     settings: TransferSettings,
     private readonly oack: ReadonlyMap<string, string>,
@@ -52,7 +52,7 @@ export class TransferShell {
   ) {
     this.state = createTransfer(settings);
     this.reader = new BlockReader(file, settings.blksize, settings.readAheadBlocks);
-    socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+    socket.on('message', (msg) => this.onMessage(msg));
     // Without a send callback Node reports a failed send here, and saves a tick per packet.
     socket.on('error', () => {
       this.sendErrors += 1;
@@ -68,17 +68,8 @@ export class TransferShell {
     this.dispatch({ type: 'abort', code, message });
   }
 
-  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
-    if (rinfo.port !== this.peer.port || rinfo.address !== this.peer.address) {
-      // RFC 1350 §4: a packet from another TID gets ERROR 5; this transfer goes on.
-      this.send(
-        encodeError(TftpError.UnknownTid, 'unknown transfer ID'),
-        rinfo.port,
-        rinfo.address,
-      );
-      this.hooks.onErrorSent(TftpError.UnknownTid);
-      return;
-    }
+  /** From the client only: the socket is connected to it (listeners.ts). */
+  private onMessage(msg: Buffer): void {
     // Fast path: ACKs are nearly every packet a transfer receives.
     if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.Ack) {
       this.dispatch({ type: 'ack', block: msg.readUInt16BE(2) });
@@ -105,14 +96,14 @@ export class TransferShell {
     switch (a.type) {
       case 'send-data':
         if (a.retransmit) this.hooks.onRetransmit();
-        this.send(this.reader.packet(a.block), this.peer.port, this.peer.address);
+        this.sendToPeer(this.reader.packet(a.block));
         break;
       case 'send-oack':
         if (a.retransmit) this.hooks.onRetransmit();
-        this.send(encodeOack(this.oack), this.peer.port, this.peer.address);
+        this.sendToPeer(encodeOack(this.oack));
         break;
       case 'send-error':
-        this.send(encodeError(a.code, a.message), this.peer.port, this.peer.address);
+        this.sendToPeer(encodeError(a.code, a.message));
         this.hooks.onErrorSent(a.code);
         break;
       case 'read':
@@ -131,8 +122,9 @@ export class TransferShell {
     }
   }
 
-  private send(buf: Buffer, port: number, address: string): void {
-    this.socket.send(buf, 0, buf.length, port, address);
+  /** The socket is connected to the client: no address to resolve per packet. */
+  private sendToPeer(buf: Buffer): void {
+    this.socket.send(buf);
   }
 
   private finish(outcome: Outcome, detail: string): void {
