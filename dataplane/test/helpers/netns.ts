@@ -78,6 +78,64 @@ export function createStarTopology(tag: string, clientCount: number): StarTopolo
   }
 }
 
+export interface LinkLocalPair {
+  server: string;
+  client: string;
+  /** The server's interface: its address is fe80::1 on it. */
+  serverIf: string;
+  /** The client's interface: its address is fe80::2 on it. */
+  clientIf: string;
+  destroy(): void;
+}
+
+/**
+ * A server and a client namespace joined by one veth pair that carries only IPv6
+ * link-local addresses (fe80::1 and fe80::2, without duplicate address detection so they
+ * work at once): a zone (%ifname) is the only way to name the other end.
+ */
+export function createLinkLocalPair(tag: string): LinkLocalPair {
+  const id = `${process.pid % 100000}${made++}`;
+  const server = `rt-${tag}-${id}-srv`;
+  const client = `rt-${tag}-${id}-cli`;
+  const serverIf = `l${id}s`;
+  const clientIf = `l${id}c`;
+  const destroy = () => {
+    for (const ns of [client, server]) spawnSync('ip', ['netns', 'del', ns]);
+  };
+  try {
+    for (const ns of [server, client]) {
+      ip('netns', 'add', ns);
+      ip('-n', ns, 'link', 'set', 'lo', 'up');
+    }
+    ip(
+      '-n',
+      server,
+      'link',
+      'add',
+      serverIf,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      clientIf,
+      'netns',
+      client,
+    );
+    for (const [ns, dev, addr] of [
+      [server, serverIf, 'fe80::1'],
+      [client, clientIf, 'fe80::2'],
+    ] as const) {
+      ip('-n', ns, 'link', 'set', dev, 'up');
+      // The kernel's own EUI-64 link-local address would also be there; only ours is used.
+      ip('-n', ns, 'addr', 'add', `${addr}/64`, 'dev', dev, 'nodad');
+    }
+    return { server, client, serverIf, clientIf, destroy };
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+}
+
 /**
  * One namespace with loopback and one more interface: some servers (in.tftpd) exit
  * silently when loopback is the only interface.
