@@ -5,8 +5,8 @@
  * the connection, failing everything pending on it: NbdClient reconnects.
  *
  * The socket reads into a receive buffer (`onread`), and a reply's payload is copied from
- * there straight into the reader's buffer: no allocation per received chunk or per reply,
- * which is what the garbage collector spent its time on at 100 MB/s.
+ * there straight into the reader's buffer (nbd-replies.ts): no allocation per received
+ * chunk or per reply, which is what the garbage collector spent its time on at 100 MB/s.
  */
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
@@ -25,7 +25,6 @@ import {
   NBD_OLDSTYLE_MAGIC,
   NBD_OPTS_MAGIC,
   NBD_REP_MAGIC,
-  NBD_SIMPLE_REPLY_MAGIC,
   Option,
   Reply,
   ReplyError,
@@ -33,20 +32,8 @@ import {
   encodeOption,
   encodeRequest,
 } from './nbd-protocol.ts';
+import { ReplyMatcher } from './nbd-replies.ts';
 
-interface PendingRead {
-  dst: Buffer;
-  dstOffset: number;
-  length: number;
-  offset: number;
-  timeoutMs: number;
-  /** performance.now() after which the read has timed out. */
-  deadline: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
-const REPLY_HEADER_BYTES = 16;
 /**
  * The receive buffer, shared by every connection: the event loop reads one socket into
  * it and runs that socket's callback, which copies everything out, before the next read.
@@ -65,12 +52,7 @@ export class NbdConnection {
   private waiter: { n: number; resolve: () => void } | null = null;
   private failure: DiskError | null = null;
   private failWaiter: ((e: DiskError) => void) | null = null;
-  /** In the order sent: the first one is the oldest (the next to time out). */
-  private readonly pending = new Map<number, PendingRead>();
-  private current: { read: PendingRead; filled: number } | null = null;
-  private readonly header = Buffer.alloc(REPLY_HEADER_BYTES);
-  private headerFilled = 0;
-  private watchdog: NodeJS.Timeout | null = null;
+  private readonly replies: ReplyMatcher;
   private nextHandle = 1;
   private transmitting = false;
   private corked = false;
@@ -83,6 +65,7 @@ export class NbdConnection {
     private readonly socket: Socket,
     private readonly where: string,
   ) {
+    this.replies = new ReplyMatcher(where, (err) => this.fail(err));
     socket.setNoDelay(true);
     socket.on('error', (err) => this.fail(this.socketError(err)));
     socket.on('close', () =>
@@ -101,7 +84,7 @@ export class NbdConnection {
   }
 
   get inFlight(): number {
-    return this.pending.size;
+    return this.replies.size;
   }
 
   /** Connects and negotiates; rejects with a DiskError naming the reason. */
@@ -271,13 +254,13 @@ export class NbdConnection {
     this.transmitting = true;
     // Anything the server sent right after the handshake is parsed as replies.
     const rest = this.queue.take(this.queue.length);
-    if (rest.length > 0) this.parse(rest, rest.length);
+    if (rest.length > 0) this.replies.received(rest, rest.length);
   }
 
   /** Bytes from the socket, in its receive buffer: used before the callback returns. */
   private received(buf: Buffer, n: number): void {
     if (this.failure) return;
-    if (this.transmitting) return this.parse(buf, n);
+    if (this.transmitting) return this.replies.received(buf, n);
     // The handshake is a few hundred bytes: kept as copies, since `buf` is reused.
     this.queue.push(Buffer.from(buf.subarray(0, n)));
     if (this.waiter && this.queue.length >= this.waiter.n) {
@@ -307,17 +290,17 @@ export class NbdConnection {
     const handle = this.nextHandle;
     this.nextHandle = this.nextHandle >= 0xffffffff ? 1 : this.nextHandle + 1;
     return new Promise<void>((resolve, reject) => {
-      this.pending.set(handle, {
+      const deadline = performance.now() + timeoutMs;
+      this.replies.expect(handle, {
         dst,
         dstOffset,
         length,
         offset,
         timeoutMs,
-        deadline: performance.now() + timeoutMs,
+        deadline,
         resolve,
         reject,
       });
-      this.watchdog ??= setTimeout(() => this.checkDeadlines(), timeoutMs);
       // Requests made in one tick leave in one segment: a syscall per request is what
       // costs most on a loaded host.
       if (!this.corked) {
@@ -332,97 +315,13 @@ export class NbdConnection {
     });
   }
 
-  /**
-   * One timer per connection, not one per read: it fires at the oldest read's deadline.
-   * A server that stops answering one read is not trusted with the others.
-   */
-  private checkDeadlines(): void {
-    this.watchdog = null;
-    const oldest = this.pending.values().next();
-    if (oldest.done || this.failure) return;
-    const left = oldest.value.deadline - performance.now();
-    if (left > 0) {
-      this.watchdog = setTimeout(() => this.checkDeadlines(), Math.ceil(left));
-      return;
-    }
-    const { length, offset, timeoutMs } = oldest.value;
-    this.fail(
-      diskError(
-        NativeErrorCode.Timeout,
-        'timeout',
-        `${this.where}: no reply to a read of ${length} bytes at ${offset} within ${timeoutMs} ms`,
-      ),
-    );
-  }
-
-  /** Reply headers and payloads in `buf[0, n)`; payloads are copied to their readers. */
-  private parse(buf: Buffer, n: number): void {
-    let at = 0;
-    while (at < n && !this.failure) {
-      const c = this.current;
-      if (c) {
-        const k = Math.min(n - at, c.read.length - c.filled);
-        buf.copy(c.read.dst, c.read.dstOffset + c.filled, at, at + k);
-        c.filled += k;
-        at += k;
-        if (c.filled === c.read.length) {
-          this.current = null;
-          c.read.resolve();
-        }
-        continue;
-      }
-      const k = Math.min(n - at, REPLY_HEADER_BYTES - this.headerFilled);
-      buf.copy(this.header, this.headerFilled, at, at + k);
-      this.headerFilled += k;
-      at += k;
-      if (this.headerFilled < REPLY_HEADER_BYTES) return;
-      this.headerFilled = 0;
-      this.onReplyHeader(this.header);
-    }
-  }
-
-  private onReplyHeader(head: Buffer): void {
-    if (head.readUInt32BE(0) !== NBD_SIMPLE_REPLY_MAGIC) {
-      return this.fail(
-        this.protocolError('unexpected reply magic (structured replies were not negotiated)'),
-      );
-    }
-    const error = head.readUInt32BE(4);
-    const handle = head.readUInt32BE(12);
-    const read = this.pending.get(handle);
-    if (!read || head.readUInt32BE(8) !== 0)
-      return this.fail(this.protocolError(`reply to unknown handle ${handle}`));
-    this.pending.delete(handle);
-    if (this.pending.size === 0 && this.watchdog) {
-      clearTimeout(this.watchdog);
-      this.watchdog = null;
-    }
-    if (error !== 0) {
-      read.reject(
-        diskError(
-          NativeErrorCode.ReadFailed,
-          'other',
-          `${this.where}: the server failed a read (errno ${error})`,
-        ),
-      );
-      return;
-    }
-    if (read.length === 0) read.resolve();
-    else this.current = { read, filled: 0 };
-  }
-
   private fail(err: DiskError, destroySocket = true): void {
     if (this.failure) return;
     this.failure = err;
     this.failWaiter?.(err);
     this.waiter = null;
     this.failWaiter = null;
-    if (this.watchdog) clearTimeout(this.watchdog);
-    this.watchdog = null;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    this.current?.read.reject(err);
-    this.current = null;
+    this.replies.failAll(err);
     if (destroySocket) this.socket.destroy();
     this.onClose(err);
   }
