@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -228,5 +228,15 @@ describe('NbdConfigWatcher timing', () => {
     const rejected = lines.filter((l) => l.msg === 'NBD config rejected');
     assert.equal(rejected.length, 1);
     assert.match(String(rejected[0]!.reason), /not valid JSON/);
+  });
+
+  it('reports a broken file whose modification time is in the future at once', async () => {
+    const { w, lines, path } = await startWatcher('future', { debounceMs: 10, settleMs: 60_000 });
+    await writeFile(path('10.1.0.4.nbd'), '{"url": ');
+    const hourAhead = new Date(Date.now() + 3600_000);
+    await utimes(path('10.1.0.4.nbd'), hourAhead, hourAhead);
+    await w.rescan();
+    assert.equal(w.status().find((s) => s.clientIp === '10.1.0.4')?.state, 'invalid');
+    assert.equal(lines.filter((l) => l.msg === 'NBD config rejected').length, 1);
   });
 });

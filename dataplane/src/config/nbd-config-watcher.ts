@@ -265,7 +265,10 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
           }
         : parseNbdConfig(text);
     const settleMs = this.opts.settleMs ?? 250;
-    if (!result.ok && !identity.endsWith(':notfile') && modifiedMsAgo < settleMs) {
+    // A modification time in the future (a skewed clock, a copied file) is no sign of a
+    // write in progress: such a file would otherwise be deferred for ever.
+    const midWrite = modifiedMsAgo >= -1000 && modifiedMsAgo < settleMs;
+    if (!result.ok && !identity.endsWith(':notfile') && midWrite) {
       // Probably caught mid-write: keep the previous state (and its disk) for now.
       this.rescanAfterSettling(Math.min(settleMs, Math.max(0, settleMs - modifiedMsAgo)) + 5);
       return;
