@@ -7,7 +7,7 @@
  * - MB/s of a 100 MiB file read in 64 KiB blocks: first read, warm read, and the same
  *   file from a local dir, in one run;
  * - peak RSS (VmHWM) of qemu and guestfish for the session, and of this process.
- * Run: node --import tsx bench/nbd-guestfs.ts [--size-mib 100] [--memsize 256] [--kvm auto]
+ * Run: node --import tsx bench/nbd-guestfs.ts [--size-mib 100] [--memsize 256] [--tcg-cache 64] [--kvm auto]
  *   [--chunk-kib 1024] [--read-ahead 2]
  */
 import { open as openFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -34,6 +34,7 @@ const { values } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '100' },
     memsize: { type: 'string', default: '256' },
+    'tcg-cache': { type: 'string', default: '64' },
     kvm: { type: 'string', default: 'auto' },
     'chunk-kib': { type: 'string', default: '1024' },
     'read-ahead': { type: 'string', default: '2' },
@@ -58,6 +59,7 @@ const nbd = createNbdSource({
   diskWaitS: 600,
   maxSessions: 4,
   applianceMemoryMiB: Number(values.memsize),
+  tcgCacheMiB: Number(values['tcg-cache']),
   workDir,
   applianceCacheDir: join(tmpdir(), 'rtftp-test-appliance-cache'),
   kvm: values.kvm as KvmMode,

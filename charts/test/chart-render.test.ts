@@ -108,7 +108,7 @@ describe('chart renders', { skip }, () => {
 
     const plugin = findObject(renderChart(VALUE_SETS.kvmDevicePlugin!), 'DaemonSet');
     assert.equal(containerOf(plugin, 'tftp').resources?.limits?.['devices.kubevirt.io/kvm'], '1');
-    assert.equal(containerOf(plugin, 'tftp').resources?.limits?.memory, '3Gi');
+    assert.equal(containerOf(plugin, 'tftp').resources?.limits?.memory, '4Gi');
     assert.equal(volumeOf(plugin, 'kvm'), undefined);
     assert.deepEqual(podSpecOf(plugin).securityContext?.supplementalGroups, [108]);
 

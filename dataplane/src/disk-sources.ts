@@ -34,6 +34,7 @@ export async function startDiskSources(
     diskWaitS: opts.diskWaitS,
     maxSessions: opts.maxSessions,
     applianceMemoryMiB: opts.applianceMemoryMiB,
+    tcgCacheMiB: opts.tcgCacheMiB,
     workDir,
     ...(opts.applianceCacheDir ? { applianceCacheDir: opts.applianceCacheDir } : {}),
     kvm: opts.nbdKvm,

@@ -230,6 +230,11 @@ describe('NBD source through guestfish', { timeout: 15 * 60_000 }, () => {
     if (r.status !== 'found') return;
     const qemu = await pidsMentioning(join(work, 'w'), 'qemu-system');
     assert.equal(qemu.length, 1);
+    if (nbd.status().kvmAvailable === false) {
+      // Under TCG the appliance runs through bin/qemu-tcg-wrapper.sh (a smaller cache).
+      const argv = (await readFile(`/proc/${qemu[0]}/cmdline`)).toString().split('\0');
+      assert.ok(argv.includes('tcg,tb-size=64'), `qemu ran as: ${argv.join(' ')}`);
+    }
     let killed = false;
     await assert.rejects(
       hashOpenedFile(r.file, 65464, (pos) => {

@@ -2,16 +2,32 @@
  * The environment every guestfish child runs in: a private TMPDIR (a killed guestfish
  * leaves its temp dir behind, so ours is emptied at start-up) and a persistent
  * LIBGUESTFS_CACHEDIR (the supermin appliance, ~680 MB, built once and kept: rebuilding
- * it costs 3-4 s per daemon start), the direct backend, and force_tcg when KVM is unusable.
+ * it costs 3-4 s per daemon start), the direct backend, and when KVM is unusable
+ * force_tcg plus bin/qemu-tcg-wrapper.sh as qemu (a 64 MiB translation cache instead of
+ * QEMU's 1 GiB default: 164 MiB less RSS per appliance).
  */
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const WRAPPER = join('bin', 'qemu-tcg-wrapper.sh');
+
+/** bin/qemu-tcg-wrapper.sh of this checkout or image (sources in a checkout, dist/ in it). */
+export function findQemuTcgWrapper(from = dirname(fileURLToPath(import.meta.url))): string | null {
+  for (let dir = from, up = 0; up < 8; dir = dirname(dir), up++) {
+    if (existsSync(join(dir, WRAPPER))) return join(dir, WRAPPER);
+  }
+  return null;
+}
 
 export interface ApplianceEnvOptions {
   workDir: string;
   /** Where the supermin appliance is built and kept (default <workDir>/cache). */
   cacheDir?: string;
   kvmAvailable: boolean;
+  /** MiB of translation cache per appliance under TCG (default 64); 0 leaves QEMU's 1 GiB. */
+  tcgCacheMiB?: number;
 }
 
 export async function prepareApplianceEnv(opts: ApplianceEnvOptions): Promise<NodeJS.ProcessEnv> {
@@ -38,7 +54,16 @@ export async function prepareApplianceEnv(opts: ApplianceEnvOptions): Promise<No
   };
   if (ownRunDir) env.XDG_RUNTIME_DIR = run;
   if (opts.kvmAvailable) delete env.LIBGUESTFS_BACKEND_SETTINGS;
-  else env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
+  else {
+    env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
+    // A qemu the user chose (LIBGUESTFS_HV) is theirs to tune.
+    const tcgCacheMiB = opts.tcgCacheMiB ?? 64;
+    const wrapper = env.LIBGUESTFS_HV || tcgCacheMiB === 0 ? null : findQemuTcgWrapper();
+    if (wrapper) {
+      env.LIBGUESTFS_HV = wrapper;
+      env.RTFTP_TCG_CACHE_MIB = String(tcgCacheMiB);
+    }
+  }
   // Debug switches would flood stderr and the framing with trace lines.
   delete env.LIBGUESTFS_DEBUG;
   delete env.LIBGUESTFS_TRACE;

@@ -19,6 +19,8 @@ export interface GuestfsConnectorOptions extends ApplianceTuning {
   logger: Logger;
   metrics: DataplaneMetrics;
   kvm: KvmMode;
+  /** MiB of translation cache per appliance under TCG; 0 leaves QEMU's default. */
+  tcgCacheMiB: number;
 }
 
 export interface GuestfsConnector {
@@ -46,11 +48,20 @@ export function createGuestfsConnector(opts: GuestfsConnectorOptions): GuestfsCo
         workDir: opts.workDir,
         ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
         kvmAvailable: kvm.available,
+        tcgCacheMiB: opts.tcgCacheMiB,
       });
     })();
     return envPromise;
   };
-  const { workDir: _w, cacheDir: _c, logger: _l, metrics: _m, kvm: _k, ...tuning } = opts;
+  const {
+    workDir: _w,
+    cacheDir: _c,
+    logger: _l,
+    metrics: _m,
+    kvm: _k,
+    tcgCacheMiB: _t,
+    ...tuning
+  } = opts;
   const connect: DiskConnector = async ({ config, configName, logger, signal }) => {
     const env = await prepare();
     return GuestfishSession.connect(
