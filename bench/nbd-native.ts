@@ -11,6 +11,7 @@
  *     [--disks 200] [--no-guestfs]
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,9 +21,8 @@ import { pino } from 'pino';
 import { parseNbdConfig, renderNbdConfig } from '../common/src/nbd-config.ts';
 import { connectNative } from '../dataplane/src/sources/native/index.ts';
 import type { NativeDiskSession } from '../dataplane/src/sources/native/index.ts';
-import { buildFilesystemImage } from '../dataplane/test/fixtures/disk-image.ts';
 import { startNbdkit } from '../dataplane/test/fixtures/nbdkit.ts';
-import { writeRandomFile } from '../dataplane/test/fixtures/nbd-harness.ts';
+import { BOOT_DISK_MOUNTS, buildBootDisk } from '../dataplane/test/fixtures/nbd-harness.ts';
 import { downloadFile } from '../dataplane/test/helpers/tftp-client.ts';
 import type { DownloadResult } from '../dataplane/test/helpers/tftp-client.ts';
 
@@ -38,10 +38,6 @@ const BIG_MIB = Number(values['big-mib']);
 const ROUNDS = Number(values.rounds);
 const DISKS = Number(values.disks);
 const CLIENT = { local: '127.0.0.2', native: '127.0.0.3', guestfs: '127.0.0.4' } as const;
-const MOUNTS = [
-  { partition: 2, mountpoint: '/' },
-  { partition: 1, mountpoint: '/boot/efi' },
-];
 const TFTP_OPTIONS = { blksize: '1468', windowsize: '16' };
 const MiB = 1024 * 1024;
 
@@ -148,27 +144,13 @@ async function main(): Promise<void> {
   const cleanups: (() => Promise<void>)[] = [() => rm(dir, { recursive: true, force: true })];
   try {
     console.log(`building the disk (${BIG_MIB} MiB file on FAT32, ext4 root)…`);
-    const big = join(dir, 'big.bin');
-    const bigSha = await writeRandomFile(big, BIG_MIB);
     const small = Buffer.alloc(4096, 's');
-    const smallSha = (await import('node:crypto')).createHash('sha256').update(small).digest('hex');
-    const efi = join(dir, 'efi.img');
-    const rootImg = join(dir, 'root.img');
-    await buildFilesystemImage(efi, {
-      fs: 'vfat',
-      sizeMiB: BIG_MIB + 40,
-      fatBits: 32,
-      files: [
-        { path: 'EFI/BOOT/small.bin', content: small },
-        { path: 'big.img', fromFile: big },
-      ],
-    });
-    await buildFilesystemImage(rootImg, {
-      fs: 'ext4',
-      sizeMiB: 32,
-      files: [{ path: 'boot/efi', dir: true }],
-    });
-    const nbd = await startNbdkit({ partitions: [efi, rootImg], table: 'gpt' });
+    const smallSha = createHash('sha256').update(small).digest('hex');
+    const disk = await buildBootDisk(dir, BIG_MIB, [
+      { path: 'EFI/BOOT/small.bin', content: small },
+    ]);
+    const { bigFile: big, bigSha256: bigSha } = disk;
+    const nbd = await startNbdkit({ partitions: [disk.efiImage, disk.rootImage], table: 'gpt' });
     cleanups.unshift(() => nbd.stop());
 
     const root = join(dir, 'root');
@@ -191,7 +173,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       await writeFile(
         join(root, `${client}.nbd`),
-        renderNbdConfig({ url: nbd.url, mounts: MOUNTS, tftpRoot: '/', backend }),
+        renderNbdConfig({ url: nbd.url, mounts: BOOT_DISK_MOUNTS, tftpRoot: '/', backend }),
       );
       const first = await firstFile(port, client, 'boot/efi/EFI/BOOT/small.bin', t0, 240_000);
       report(`${backend}: config written → first file`, `${first.toFixed(0)} ms`);
@@ -271,7 +253,7 @@ async function applianceRssMiB(daemonPid: number): Promise<number> {
 /** N sessions at once through the DiskSession API, in this process. */
 async function manyDisks(url: string): Promise<void> {
   const parsed = parseNbdConfig(
-    renderNbdConfig({ url, mounts: MOUNTS, tftpRoot: '/', backend: 'native' }),
+    renderNbdConfig({ url, mounts: BOOT_DISK_MOUNTS, tftpRoot: '/', backend: 'native' }),
   );
   if (!parsed.ok) throw new Error('config');
   const logger = pino({ level: 'silent' });
