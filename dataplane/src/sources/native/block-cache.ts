@@ -35,8 +35,6 @@ export interface CacheStats {
   misses: number;
   /** Metadata bytes fetched into the cache. */
   bytesFetched: number;
-  /** File data bytes read around the cache. */
-  dataBytes: number;
 }
 
 export const PAGE_SIZE = 64 * 1024;
@@ -54,13 +52,13 @@ export class CachedDisk implements BlockReader {
   private readonly inFlight = new Map<number, { promise: Promise<Buffer>; epoch: number }>();
   private cachedBytes = 0;
   private epochCounter = 1;
-  readonly stats: CacheStats = { hits: 0, misses: 0, bytesFetched: 0, dataBytes: 0 };
+  readonly stats: CacheStats = { hits: 0, misses: 0, bytesFetched: 0 };
 
   constructor(
     private readonly raw: RawDisk,
     private readonly maxBytes: number = DEFAULT_CACHE_BYTES,
-    /** Told about every hit, miss and fetch (metrics). */
-    private readonly onStat?: (kind: 'hit' | 'miss', bytes: number) => void,
+    /** Told about every cache hit and miss (metrics). */
+    private readonly onStat?: (kind: 'hit' | 'miss') => void,
   ) {}
 
   get size(): number {
@@ -109,7 +107,6 @@ export class CachedDisk implements BlockReader {
     );
     if (length === 0) return;
     await this.raw.readInto(offset, length, dst, dstOffset);
-    this.stats.dataBytes += length;
   }
 
   /** Pages first..last, fetching the missing ones with one request per run of them. */
@@ -144,7 +141,7 @@ export class CachedDisk implements BlockReader {
       this.pages.delete(n);
       this.pages.set(n, cached);
       this.stats.hits++;
-      this.onStat?.('hit', 0);
+      this.onStat?.('hit');
       return Promise.resolve(cached.buf);
     }
     const pending = this.inFlight.get(n);
@@ -166,7 +163,7 @@ export class CachedDisk implements BlockReader {
           const page =
             count === 1 ? buf : Buffer.from(buf.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
           this.stats.bytesFetched += page.length;
-          this.onStat?.('miss', page.length);
+          this.onStat?.('miss');
           this.store(n, { buf: page, epoch: tag });
           return page;
         },

@@ -35,15 +35,14 @@ export async function connectNative(opts: NativeConnectOptions): Promise<NativeD
     signal,
     ...(opts.connectTimeoutMs !== undefined && { connectTimeoutMs: opts.connectTimeoutMs }),
     ...(opts.readTimeoutMs !== undefined && { readTimeoutMs: opts.readTimeoutMs }),
+    // Every byte the server sends, metadata and file data (which goes around the cache).
+    ...(metrics && { onRead: (n: number) => metrics.nbdReadBytes.inc({ backend: 'native' }, n) }),
   });
   try {
-    const disk = new CachedDisk(client, opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (kind, bytes) => {
+    const disk = new CachedDisk(client, opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (kind) => {
       if (!metrics) return;
       if (kind === 'hit') metrics.nbdCacheHits.inc();
-      else {
-        metrics.nbdCacheMisses.inc();
-        metrics.nbdReadBytes.inc({ backend: 'native' }, bytes);
-      }
+      else metrics.nbdCacheMisses.inc();
     });
     const vfs = await mountFilesystems(disk, config.mounts, describe, signal, (fields) =>
       opts.logger.debug({ configName, ...fields }, 'Filesystem mounted natively'),

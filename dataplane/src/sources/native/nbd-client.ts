@@ -22,6 +22,8 @@ export interface NbdClientOptions {
   /** Reconnect attempts after a drop before the client gives up for good (default 4). */
   reconnectAttempts?: number;
   signal?: AbortSignal;
+  /** Told the size of every read the server answered (metrics). */
+  onRead?: (bytes: number) => void;
 }
 
 /** Backoff before reconnect attempt n (0-based): 0, 100, 400, 1600 ms… */
@@ -41,12 +43,11 @@ export class NbdClient {
   /** Disk size in bytes, as the server announced it on the latest connection. */
   size: number;
   private maxPayload: number;
-  /** Bytes received from the server, for metrics. */
-  bytesRead = 0;
   reconnects = 0;
 
   private constructor(
-    private readonly opts: Required<Omit<NbdClientOptions, 'signal'>>,
+    private readonly opts: Required<Omit<NbdClientOptions, 'signal' | 'onRead'>>,
+    private readonly onRead: (bytes: number) => void,
     conn: NbdConnection,
   ) {
     this.conn = conn;
@@ -65,7 +66,7 @@ export class NbdClient {
       reconnectAttempts: options.reconnectAttempts ?? 4,
     };
     const conn = await NbdConnection.open(opts.endpoint, opts.connectTimeoutMs, options.signal);
-    return new NbdClient(opts, conn);
+    return new NbdClient(opts, options.onRead ?? (() => {}), conn);
   }
 
   /** False once closed or once reconnecting failed for good. */
@@ -170,7 +171,7 @@ export class NbdClient {
     try {
       const conn = await this.connection();
       await conn.read(offset, length, this.opts.readTimeoutMs, dst, dstOffset);
-      this.bytesRead += length;
+      this.onRead(length);
     } finally {
       this.release();
     }
