@@ -12,7 +12,6 @@ import type { DiskSession } from '../src/sources/disk-session.ts';
 import type { NativeDiskSession } from '../src/sources/native/index.ts';
 import type { FileSpec } from './fixtures/disk-image.ts';
 import { prng } from './helpers/fixtures.ts';
-export { prng } from './helpers/fixtures.ts';
 
 export const quietLogger = pino({ level: 'silent' });
 

@@ -64,6 +64,7 @@ describe('NBD disk failures through guestfish', { timeout: 15 * 60_000 }, () => 
       diskWaitS: 300,
       maxSessions: 8,
       applianceMemoryMiB: 256,
+      tcgCacheMiB: 64,
       workDir: join(work, 'w'),
       applianceCacheDir: join(tmpdir(), 'rtftp-test-appliance-cache'),
       kvm: 'off',

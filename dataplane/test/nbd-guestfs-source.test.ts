@@ -109,6 +109,7 @@ describe('NBD source through guestfish', { timeout: 15 * 60_000 }, () => {
       diskWaitS: 200,
       maxSessions: 4,
       applianceMemoryMiB: 256,
+      tcgCacheMiB: 64,
       workDir: join(work, 'w'),
       applianceCacheDir: join(tmpdir(), 'rtftp-test-appliance-cache'),
       kvm: 'off',

@@ -15,7 +15,8 @@ import {
 } from './helpers/server-under-test.ts';
 import { downloadFile } from './helpers/tftp-client.ts';
 import { decodePacket, describePacket } from './helpers/tftp-packets.ts';
-import { freeTcpPort, metricValue } from './helpers/tftp-servers.ts';
+import { metricValue } from './helpers/tftp-servers.ts';
+import { freePort } from './fixtures/nbdkit.ts';
 import type { RunningServer } from './helpers/tftp-servers.ts';
 import { UdpEndpoint } from './helpers/udp-endpoint.ts';
 
@@ -56,7 +57,7 @@ describe('replays of real network-boot firmware', { skip: serverMissingReason() 
       makeParent(path);
       writeFileSync(path, data);
     }
-    metricsPort = await freeTcpPort();
+    metricsPort = await freePort();
     const metrics = ['--metrics-port', String(metricsPort), '--metrics-listen', '127.0.0.1'];
     server = await startServerUnderTest(tree, metrics);
   });

@@ -25,17 +25,9 @@ const shutdown = (signal: string) => {
 };
 // Test harnesses set this so a killed test run leaves no operator behind (no PDEATHSIG in Node).
 if (process.env.RTFTP_OPERATOR_EXIT_WITH_PARENT === '1') {
-  // process.ppid is read once at start in Node; probe the parent's pid instead.
+  // process.ppid is read live: an orphan is re-parented (to init or a subreaper).
   const parent = process.ppid;
-  const alive = () => {
-    try {
-      process.kill(parent, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  setInterval(() => !alive() && shutdown('parent exited'), 1000).unref();
+  setInterval(() => process.ppid !== parent && shutdown('parent exited'), 1000).unref();
 }
 process.once('SIGTERM', () => shutdown('SIGTERM'));
 process.once('SIGINT', () => shutdown('SIGINT'));

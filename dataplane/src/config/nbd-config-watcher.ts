@@ -248,15 +248,16 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
       // Vanished between readdir and read, or a dangling symlink mid-swap: next scan decides.
       return;
     }
+    const notFile = identity.endsWith(':notfile');
     const hash = createHash('sha256')
-      .update(identity.endsWith(':notfile') ? identity : text)
+      .update(notFile ? identity : text)
       .digest('hex');
     const previous = this.entries.get(clientIp);
     if (previous?.hash === hash) {
       previous.identity = identity;
       return;
     }
-    const result = identity.endsWith(':notfile')
+    const result = notFile
       ? { ok: false as const, problems: [{ field: '', message: 'not a regular file' }] }
       : identity.endsWith(':toolarge')
         ? {
@@ -268,9 +269,9 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
     // A modification time in the future (a skewed clock, a copied file) is no sign of a
     // write in progress: such a file would otherwise be deferred for ever.
     const midWrite = modifiedMsAgo >= -1000 && modifiedMsAgo < settleMs;
-    if (!result.ok && !identity.endsWith(':notfile') && midWrite) {
+    if (!result.ok && !notFile && midWrite) {
       // Probably caught mid-write: keep the previous state (and its disk) for now.
-      this.rescanAfterSettling(Math.min(settleMs, Math.max(0, settleMs - modifiedMsAgo)) + 5);
+      this.rescanAfterSettling(Math.min(settleMs, settleMs - modifiedMsAgo) + 5);
       return;
     }
     const entry: Entry = {

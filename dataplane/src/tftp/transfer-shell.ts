@@ -39,8 +39,6 @@ export class TransferShell {
   private timer: NodeJS.Timeout | null = null;
   private readonly startedAt = process.hrtime.bigint();
   private finished = false;
-  /** Sends that failed (reported through the socket's 'error' event); the timer resends. */
-  sendErrors = 0;
 
   constructor(
     /** Bound and connected to the client (openTransferSocket). */
@@ -53,10 +51,10 @@ export class TransferShell {
     this.state = createTransfer(settings);
     this.reader = new BlockReader(file, settings.blksize, settings.readAheadBlocks);
     socket.on('message', (msg) => this.onMessage(msg));
-    // Without a send callback Node reports a failed send here, and saves a tick per packet.
-    socket.on('error', () => {
-      this.sendErrors += 1;
-    });
+    // Without a send callback Node reports a failed send here (and, the socket being
+    // connected, an ICMP refusal from the client): the retransmission timer resends, and
+    // gives up after its retries. The listener keeps such an error from being thrown.
+    socket.on('error', () => {});
   }
 
   start(): void {

@@ -45,8 +45,6 @@ export interface TransferState {
   /** The final block (the first one shorter than blksize), once the shell has read it. */
   lastBlock: number | null;
   retries: number;
-  /** Any acknowledgement seen: after that, an RRQ from the same port is a new boot. */
-  acknowledged: boolean;
   retransmits: number;
 }
 
@@ -81,7 +79,6 @@ export function createTransfer(settings: TransferSettings): TransferState {
     readInFlight: false,
     lastBlock: null,
     retries: 0,
-    acknowledged: false,
     retransmits: 0,
   };
 }
@@ -148,7 +145,6 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
         // RFC 2347: ACK 0 confirms the OACK; anything else is noise.
         if (e.block !== 0) break;
         s.phase = 'data';
-        s.acknowledged = true;
         s.retries = 0;
         pump(s, actions);
         break;
@@ -157,7 +153,6 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
       const acked = absoluteAck(s, e.block);
       // Duplicate (or stale) ACK: ignored, never answered with a resend.
       if (acked === null || acked < s.windowStart) break;
-      s.acknowledged = true;
       s.retries = 0;
       s.windowStart = acked + 1;
       if (s.lastBlock !== null && acked >= s.lastBlock) {

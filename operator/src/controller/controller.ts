@@ -99,15 +99,17 @@ export class Controller {
     for (;;) {
       const key = await this.o.queue.get();
       if (key === null) return;
+      if (!this.o.isLeader()) {
+        // Not leading, or a renewal is late (a long GC pause, a slow API server): keep the
+        // key rather than lose it; a standby cycles only the render key, cheaply (and
+        // records no reconcile duration for it).
+        this.o.queue.addAfter(key, FENCED_RETRY_MS);
+        this.o.queue.done(key);
+        continue;
+      }
       const controller = key === RENDER_KEY ? 'render' : 'status';
       const stop = this.o.metrics.reconcileDuration.startTimer({ controller });
       try {
-        if (!this.o.isLeader()) {
-          // Not leading, or a renewal is late (a long GC pause, a slow API server): keep the
-          // key rather than lose it; a standby cycles only the render key, cheaply.
-          this.o.queue.addAfter(key, FENCED_RETRY_MS);
-          continue;
-        }
         if (key === RENDER_KEY) await this.reconcileAll();
         else await this.reconcileStatus(key.slice(STATUS_PREFIX.length));
         this.o.queue.forget(key);
@@ -141,7 +143,7 @@ export class Controller {
 
   private async reconcileAll(): Promise<void> {
     const result = render(this.o.bootClients.values(), this.o.renderOptions, this.validate);
-    this.validate.prune(new Set(this.o.bootClients.keys()));
+    this.validate.prune(this.o.bootClients);
     let written = 0;
     // Shards left over from a larger --shards are emptied, or the sync sidecar (which
     // serves the union of all labelled ConfigMaps) would keep serving their stale configs.

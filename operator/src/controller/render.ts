@@ -68,7 +68,9 @@ const validateFresh: SpecValidator = (bc) => validateBootClientSpec(bc.spec);
  * generation on every spec change), so re-rendering 10,000 unchanged BootClients does not
  * re-parse 10,000 URLs. Holds one entry per live object; call prune() after a render.
  */
-export function memoiseValidation(): SpecValidator & { prune(live: Set<string>): void } {
+export function memoiseValidation(): SpecValidator & {
+  prune(live: { has(key: string): boolean }): void;
+} {
   const memo = new Map<string, { uid: string; generation: number; result: BootClientValidation }>();
   const validate = (bc: BootClient) => {
     const key = bootClientKey(bc.metadata);
@@ -81,7 +83,7 @@ export function memoiseValidation(): SpecValidator & { prune(live: Set<string>):
     return result;
   };
   return Object.assign(validate, {
-    prune(live: Set<string>) {
+    prune(live: { has(key: string): boolean }) {
       for (const key of memo.keys()) if (!live.has(key)) memo.delete(key);
     },
   });

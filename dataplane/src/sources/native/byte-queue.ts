@@ -37,21 +37,6 @@ export class ByteQueue {
     return out;
   }
 
-  /** Copies up to `n` bytes into `dst` at `offset`; returns the count copied. */
-  takeInto(dst: Buffer, offset: number, n: number): number {
-    let copied = 0;
-    while (copied < n && this.chunks.length > 0) {
-      const c = this.chunks[0]!;
-      const k = Math.min(c.length - this.head, n - copied);
-      c.copy(dst, offset + copied, this.head, this.head + k);
-      copied += k;
-      this.head += k;
-      if (this.head === c.length) this.shift();
-    }
-    this.length -= copied;
-    return copied;
-  }
-
   private shift(): void {
     this.chunks.shift();
     this.head = 0;

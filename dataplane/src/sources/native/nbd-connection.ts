@@ -290,14 +290,12 @@ export class NbdConnection {
     const handle = this.nextHandle;
     this.nextHandle = this.nextHandle >= 0xffffffff ? 1 : this.nextHandle + 1;
     return new Promise<void>((resolve, reject) => {
-      const deadline = performance.now() + timeoutMs;
       this.replies.expect(handle, {
         dst,
         dstOffset,
         length,
         offset,
         timeoutMs,
-        deadline,
         resolve,
         reject,
       });

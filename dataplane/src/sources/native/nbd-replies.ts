@@ -13,18 +13,21 @@ export interface PendingRead {
   length: number;
   offset: number;
   timeoutMs: number;
-  /** performance.now() after which the read has timed out. */
-  deadline: number;
   resolve: () => void;
   reject: (e: Error) => void;
+}
+
+interface Expected extends PendingRead {
+  /** performance.now() after which the read has timed out. */
+  deadline: number;
 }
 
 const REPLY_HEADER_BYTES = 16;
 
 export class ReplyMatcher {
   /** In the order sent: the first one is the oldest (the next to time out). */
-  private readonly pending = new Map<number, PendingRead>();
-  private current: { read: PendingRead; filled: number } | null = null;
+  private readonly pending = new Map<number, Expected>();
+  private current: { read: Expected; filled: number } | null = null;
   private readonly header = Buffer.alloc(REPLY_HEADER_BYTES);
   private headerFilled = 0;
   private watchdog: NodeJS.Timeout | null = null;
@@ -41,7 +44,7 @@ export class ReplyMatcher {
   }
 
   expect(handle: number, read: PendingRead): void {
-    this.pending.set(handle, read);
+    this.pending.set(handle, { ...read, deadline: performance.now() + read.timeoutMs });
     this.watchdog ??= setTimeout(() => this.checkDeadlines(), read.timeoutMs);
   }
 

@@ -47,11 +47,19 @@ describe('appliance environment', () => {
     const saved = process.env.LIBGUESTFS_HV;
     delete process.env.LIBGUESTFS_HV;
     try {
-      const tcg = await prepareApplianceEnv({ workDir: join(work, 'a'), kvmAvailable: false });
+      const tcg = await prepareApplianceEnv({
+        workDir: join(work, 'a'),
+        kvmAvailable: false,
+        tcgCacheMiB: 64,
+      });
       assert.equal(tcg.LIBGUESTFS_BACKEND_SETTINGS, 'force_tcg');
       assert.equal(tcg.LIBGUESTFS_HV, findQemuTcgWrapper());
       assert.equal(tcg.RTFTP_TCG_CACHE_MIB, '64');
-      const kvm = await prepareApplianceEnv({ workDir: join(work, 'b'), kvmAvailable: true });
+      const kvm = await prepareApplianceEnv({
+        workDir: join(work, 'b'),
+        kvmAvailable: true,
+        tcgCacheMiB: 64,
+      });
       assert.equal(kvm.LIBGUESTFS_HV, undefined);
       const qemuDefault = await prepareApplianceEnv({
         workDir: join(work, 'd'),
@@ -60,7 +68,11 @@ describe('appliance environment', () => {
       });
       assert.equal(qemuDefault.LIBGUESTFS_HV, undefined, '--tcg-cache 0: QEMU as it is');
       process.env.LIBGUESTFS_HV = '/opt/my-qemu';
-      const own = await prepareApplianceEnv({ workDir: join(work, 'c'), kvmAvailable: false });
+      const own = await prepareApplianceEnv({
+        workDir: join(work, 'c'),
+        kvmAvailable: false,
+        tcgCacheMiB: 64,
+      });
       assert.equal(own.LIBGUESTFS_HV, '/opt/my-qemu');
     } finally {
       if (saved === undefined) delete process.env.LIBGUESTFS_HV;

@@ -26,8 +26,8 @@ export interface ApplianceEnvOptions {
   /** Where the supermin appliance is built and kept (default <workDir>/cache). */
   cacheDir?: string;
   kvmAvailable: boolean;
-  /** MiB of translation cache per appliance under TCG (default 64); 0 leaves QEMU's 1 GiB. */
-  tcgCacheMiB?: number;
+  /** MiB of translation cache per appliance under TCG; 0 leaves QEMU's 1 GiB. */
+  tcgCacheMiB: number;
 }
 
 export async function prepareApplianceEnv(opts: ApplianceEnvOptions): Promise<NodeJS.ProcessEnv> {
@@ -57,11 +57,10 @@ export async function prepareApplianceEnv(opts: ApplianceEnvOptions): Promise<No
   else {
     env.LIBGUESTFS_BACKEND_SETTINGS = 'force_tcg';
     // A qemu the user chose (LIBGUESTFS_HV) is theirs to tune.
-    const tcgCacheMiB = opts.tcgCacheMiB ?? 64;
-    const wrapper = env.LIBGUESTFS_HV || tcgCacheMiB === 0 ? null : findQemuTcgWrapper();
+    const wrapper = env.LIBGUESTFS_HV || opts.tcgCacheMiB === 0 ? null : findQemuTcgWrapper();
     if (wrapper) {
       env.LIBGUESTFS_HV = wrapper;
-      env.RTFTP_TCG_CACHE_MIB = String(tcgCacheMiB);
+      env.RTFTP_TCG_CACHE_MIB = String(opts.tcgCacheMiB);
     }
   }
   // Debug switches would flood stderr and the framing with trace lines.

@@ -26,8 +26,8 @@ export interface NbdSourceOptions {
   diskWaitS: number;
   maxSessions: number;
   applianceMemoryMiB: number;
-  /** --tcg-cache: MiB of translation cache per appliance under TCG (default 64; 0: QEMU's). */
-  tcgCacheMiB?: number;
+  /** --tcg-cache: MiB of translation cache per appliance under TCG (0: QEMU's 1 GiB). */
+  tcgCacheMiB: number;
   workDir?: string;
   /** --appliance-cache-dir: where the supermin appliance is kept across restarts (default <workDir>/cache). */
   applianceCacheDir?: string;
@@ -73,7 +73,7 @@ export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
         logger,
         metrics: opts.metrics,
         memsizeMiB: opts.applianceMemoryMiB,
-        tcgCacheMiB: opts.tcgCacheMiB ?? 64,
+        tcgCacheMiB: opts.tcgCacheMiB,
         kvm: opts.kvm ?? 'auto',
         launchTimeoutMs: (opts.launchTimeoutS ?? 180) * 1000,
         commandTimeoutMs: (opts.readTimeoutS ?? 30) * 1000,
