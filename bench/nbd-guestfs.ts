@@ -10,7 +10,7 @@
  * Run: node --import tsx bench/nbd-guestfs.ts [--size-mib 100] [--memsize 256] [--tcg-cache 64] [--kvm auto]
  *   [--chunk-kib 1024] [--read-ahead 2]
  */
-import { open as openFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,6 +18,7 @@ import { renderNbdConfig } from '../common/src/nbd-config.ts';
 import { createDataplaneMetrics } from '../dataplane/src/metrics.ts';
 import { createNbdSource } from '../dataplane/src/sources/nbd/index.ts';
 import type { KvmMode } from '../dataplane/src/sources/nbd/kvm-probe.ts';
+import { openConfined } from '../dataplane/src/sources/confine.ts';
 import type { OpenedFile } from '../dataplane/src/sources/source.ts';
 import {
   BOOT_DISK_MOUNTS,
@@ -76,13 +77,11 @@ const openNbd = async (name: string): Promise<OpenedFile> => {
   if (r.status !== 'found') throw new Error(`${name}: ${JSON.stringify(r)}`);
   return r.file;
 };
-const localFile = async (path: string): Promise<OpenedFile> => {
-  const fh = await openFile(path);
-  return {
-    size: (await fh.stat()).size,
-    read: async (b, o, l, p) => (await fh.read(b, o, l, p)).bytesRead,
-    close: () => fh.close(),
-  };
+/** The same file as the local-dir source opens it. */
+const localFile = async (name: string): Promise<OpenedFile> => {
+  const r = await openConfined(work, [name]);
+  if (r.status !== 'found') throw new Error(`${name}: ${JSON.stringify(r)}`);
+  return r.file;
 };
 const mbPerS = async (file: OpenedFile) => {
   const started = performance.now();
@@ -115,7 +114,7 @@ try {
 
   results['NBD first read of 100 MiB (MB/s)'] = await mbPerS(await openNbd('efi/big.img'));
   results['NBD warm read (MB/s)'] = await mbPerS(await openNbd('efi/big.img'));
-  results['local dir read (MB/s)'] = await mbPerS(await localFile(join(work, 'big.bin')));
+  results['local dir read (MB/s)'] = await mbPerS(await localFile('big.bin'));
   results['NBD warm / local'] = +(
     (results['NBD warm read (MB/s)'] as number) / (results['local dir read (MB/s)'] as number)
   ).toFixed(3);

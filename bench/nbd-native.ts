@@ -10,19 +10,23 @@
  *   node --import tsx --expose-gc bench/nbd-native.ts [--big-mib 100] [--rounds 5]
  *     [--disks 200] [--no-guestfs]
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { parseNbdConfig, renderNbdConfig } from '../common/src/nbd-config.ts';
 import { connectNative } from '../dataplane/src/sources/native/index.ts';
 import type { NativeDiskSession } from '../dataplane/src/sources/native/index.ts';
 import { startNbdkit } from '../dataplane/test/fixtures/nbdkit.ts';
-import { BOOT_DISK_MOUNTS, buildBootDisk } from '../dataplane/test/fixtures/nbd-harness.ts';
+import {
+  BOOT_DISK_MOUNTS,
+  buildBootDisk,
+  pidsMentioning,
+} from '../dataplane/test/fixtures/nbd-harness.ts';
+import { startRtftp } from '../dataplane/test/helpers/tftp-servers.ts';
+import { median } from './lib/tftp-report.ts';
 import { downloadFile } from '../dataplane/test/helpers/tftp-client.ts';
 import type { DownloadResult } from '../dataplane/test/helpers/tftp-client.ts';
 
@@ -41,7 +45,6 @@ const CLIENT = { local: '127.0.0.2', native: '127.0.0.3', guestfs: '127.0.0.4' }
 const TFTP_OPTIONS = { blksize: '1468', windowsize: '16' };
 const MiB = 1024 * 1024;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rssMiB = async (pid: number | 'self') =>
   Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
@@ -88,57 +91,6 @@ async function throughput(
   return r.bytes / MiB / (r.durationMs / 1000);
 }
 
-async function startDaemon(
-  root: string,
-): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const child = spawn(
-    process.execPath,
-    [
-      'bin/rtftp.js',
-      '--root',
-      root,
-      '--listen',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--metrics-port',
-      '0',
-      '--log-level',
-      'info',
-      '--max-sessions',
-      '4',
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, RTFTP_LOG_LEVEL: 'info' },
-    },
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (l) => {
-      try {
-        const j = JSON.parse(l) as { msg?: string; port?: number };
-        if (j.msg === 'Server listening' && j.port) resolve(j.port);
-      } catch {
-        // not a log line
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`rtftp exited with ${code}`)));
-    setTimeout(
-      () => reject(new Error('rtftp did not log "Server listening" within 60 s')),
-      60_000,
-    ).unref();
-  });
-  return {
-    port,
-    pid: child.pid!,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    },
-  };
-}
-
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'rtftp-bench-native-'));
   const cleanups: (() => Promise<void>)[] = [() => rm(dir, { recursive: true, force: true })];
@@ -157,7 +109,12 @@ async function main(): Promise<void> {
     await mkdir(join(root, CLIENT.local, 'boot/efi/EFI/BOOT'), { recursive: true });
     await copyFile(big, join(root, CLIENT.local, 'boot/efi/big.img'));
     await writeFile(join(root, CLIENT.local, 'boot/efi/EFI/BOOT/small.bin'), small);
-    const daemon = await startDaemon(root);
+    const daemonWorkDir = join(dir, 'daemon-work');
+    const daemon = await startRtftp({
+      root,
+      args: ['--log-level', 'info', '--max-sessions', '4'],
+      env: { RTFTP_WORK_DIR: daemonWorkDir },
+    });
     cleanups.unshift(() => daemon.stop());
     const { port } = daemon;
     // A running server, not one still starting up: the measure is config → file.
@@ -185,7 +142,7 @@ async function main(): Promise<void> {
       }
       report(`${backend}: small file (4 KiB) median`, `${median(lat).toFixed(1)} ms`);
       const rssAfter = await rssMiB(daemon.pid);
-      const vmRss = backend === 'guestfs' ? await applianceRssMiB(daemon.pid) : 0;
+      const vmRss = backend === 'guestfs' ? await applianceRssMiB(daemonWorkDir, daemon.pid) : 0;
       report(
         `${backend}: RSS added by one disk`,
         `${(rssAfter - rssBefore + vmRss).toFixed(1)} MiB`,
@@ -231,22 +188,12 @@ async function main(): Promise<void> {
   }
 }
 
-/** Sum of the RSS of the daemon's descendants (guestfish, qemu: the appliance). */
-async function applianceRssMiB(daemonPid: number): Promise<number> {
-  const parent = new Map<number, number>();
-  for (const d of await readdir('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const stat = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
-    if (stat) parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-  }
-  const descends = (pid: number) => {
-    for (let p = parent.get(pid), hops = 0; p && hops < 64; p = parent.get(p), hops++) {
-      if (p === daemonPid) return true;
-    }
-    return false;
-  };
+/** RSS of the daemon's appliance processes (guestfish, qemu): they run in its work dir. */
+async function applianceRssMiB(workDir: string, daemonPid: number): Promise<number> {
   let total = 0;
-  for (const pid of parent.keys()) if (descends(pid)) total += await rssMiB(pid).catch(() => 0);
+  for (const pid of await pidsMentioning(workDir)) {
+    if (pid !== daemonPid) total += await rssMiB(pid).catch(() => 0);
+  }
   return total;
 }
 

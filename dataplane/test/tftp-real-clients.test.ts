@@ -10,8 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { after, before, describe, it } from 'node:test';
 import { makeTempDir, sha256File, writeSeededFile } from './helpers/fixtures.ts';
 import type { TempDir } from './helpers/fixtures.ts';
-import { spawnSync } from 'node:child_process';
-import { createLinkLocalPair, createStarTopology, netnsMissingReason } from './helpers/netns.ts';
+import { createStarTopology, netnsMissingReason } from './helpers/netns.ts';
 import type { StarTopology } from './helpers/netns.ts';
 import { CLIENTS, failed, runClient, supportsBlksize } from './helpers/real-clients.ts';
 import type { ClientName, ClientRun } from './helpers/real-clients.ts';
@@ -165,30 +164,33 @@ describe('real TFTP clients, each from its own address', { skip }, () => {
 describe('a client on an IPv6 link-local address', { skip: skip || noViews }, () => {
   it('curl downloads byte-identical from fe80::1%<zone>; the reply comes back on that link', async () => {
     const dir = makeTempDir('rtftp-link-local');
-    const pair = createLinkLocalPair('ll');
+    const topo = createStarTopology('ll', 1, 'ipv6-link-local');
+    const seat = topo.clients[0]!;
     let server: RunningServer | undefined;
     try {
       const expected = writeSeededFile(dir.file('root', 'default', 'small.bin'), SMALL, 4);
       server = await startRtftp({
         root: dir.file('root'),
-        listen: [`fe80::1%${pair.serverIf}`],
+        listen: [`${seat.serverAddress}%${seat.serverIf}`],
         port: 0,
-        netns: pair.server,
+        netns: topo.server,
       });
       const out = dir.file('small.out');
-      const url = `tftp://[fe80::1%25${pair.clientIf}]:${server.port}/small.bin`;
-      const r = spawnSync(
-        'ip',
-        ['netns', 'exec', pair.client, 'curl', '-sS', '--max-time', '20', url, '-o', out],
-        { encoding: 'utf8' },
-      );
-      assert.equal(r.status, 0, `curl failed: ${r.stderr}`);
+      const run = await runClient('curl', {
+        host: `[${seat.serverAddress}%25${seat.clientIf}]`,
+        port: server.port,
+        file: 'small.bin',
+        out,
+        netns: seat.netns,
+        timeoutMs: 20_000,
+      });
+      assert.ok(!failed(run), explain(run));
       assert.equal(await sha256File(out), expected);
       const line = await server.waitForLog((l) => l.msg === 'Transfer completed');
-      assert.equal(line.client, 'fe80::2');
+      assert.equal(line.client, seat.address);
     } finally {
       await server?.stop();
-      pair.destroy();
+      topo.destroy();
       dir.remove();
     }
   });

@@ -32,6 +32,10 @@ export interface ClientSeat {
   address: string;
   /** The server's address on this client's link. */
   serverAddress: string;
+  /** The link's interface in the server's namespace (the zone of a link-local address). */
+  serverIf: string;
+  /** The link's interface in the client's namespace. */
+  clientIf: string;
 }
 
 export interface StarTopology {
@@ -43,8 +47,15 @@ export interface StarTopology {
 /**
  * Server namespace + `clientCount` client namespaces; client i is 10.99.<i+1>.2 and
  * reaches the server at 10.99.<i+1>.1. Names carry the PID so parallel runs never clash.
+ * With 'ipv6-link-local' each link carries only fe80::1 (server) and fe80::2 (client),
+ * without duplicate address detection so they work at once: a zone (%ifname) is then the
+ * only way to name the other end.
  */
-export function createStarTopology(tag: string, clientCount: number): StarTopology {
+export function createStarTopology(
+  tag: string,
+  clientCount: number,
+  addressing: 'ipv4' | 'ipv6-link-local' = 'ipv4',
+): StarTopology {
   const id = `${process.pid % 100000}${made++}`;
   const server = `rt-${tag}-${id}-srv`;
   const namespaces: string[] = [];
@@ -64,72 +75,17 @@ export function createStarTopology(tag: string, clientCount: number): StarTopolo
       const srvIf = `v${id}s${i}`;
       const cliIf = `v${id}c${i}`;
       ip('-n', server, 'link', 'add', srvIf, 'type', 'veth', 'peer', 'name', cliIf, 'netns', netns);
-      const net = `10.99.${i + 1}`;
-      ip('-n', server, 'addr', 'add', `${net}.1/24`, 'dev', srvIf);
+      const [serverAddress, address, prefix, extra] =
+        addressing === 'ipv4'
+          ? [`10.99.${i + 1}.1`, `10.99.${i + 1}.2`, 24, []]
+          : ['fe80::1', 'fe80::2', 64, ['nodad']];
+      ip('-n', server, 'addr', 'add', `${serverAddress}/${prefix}`, 'dev', srvIf, ...extra);
       ip('-n', server, 'link', 'set', srvIf, 'up');
-      ip('-n', netns, 'addr', 'add', `${net}.2/24`, 'dev', cliIf);
+      ip('-n', netns, 'addr', 'add', `${address}/${prefix}`, 'dev', cliIf, ...extra);
       ip('-n', netns, 'link', 'set', cliIf, 'up');
-      clients.push({ netns, address: `${net}.2`, serverAddress: `${net}.1` });
+      clients.push({ netns, address, serverAddress, serverIf: srvIf, clientIf: cliIf });
     }
     return { server, clients, destroy };
-  } catch (err) {
-    destroy();
-    throw err;
-  }
-}
-
-export interface LinkLocalPair {
-  server: string;
-  client: string;
-  /** The server's interface: its address is fe80::1 on it. */
-  serverIf: string;
-  /** The client's interface: its address is fe80::2 on it. */
-  clientIf: string;
-  destroy(): void;
-}
-
-/**
- * A server and a client namespace joined by one veth pair that carries only IPv6
- * link-local addresses (fe80::1 and fe80::2, without duplicate address detection so they
- * work at once): a zone (%ifname) is the only way to name the other end.
- */
-export function createLinkLocalPair(tag: string): LinkLocalPair {
-  const id = `${process.pid % 100000}${made++}`;
-  const server = `rt-${tag}-${id}-srv`;
-  const client = `rt-${tag}-${id}-cli`;
-  const serverIf = `l${id}s`;
-  const clientIf = `l${id}c`;
-  const destroy = () => {
-    for (const ns of [client, server]) spawnSync('ip', ['netns', 'del', ns]);
-  };
-  try {
-    for (const ns of [server, client]) {
-      ip('netns', 'add', ns);
-      ip('-n', ns, 'link', 'set', 'lo', 'up');
-    }
-    ip(
-      '-n',
-      server,
-      'link',
-      'add',
-      serverIf,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      clientIf,
-      'netns',
-      client,
-    );
-    for (const [ns, dev, addr] of [
-      [server, serverIf, 'fe80::1'],
-      [client, clientIf, 'fe80::2'],
-    ] as const) {
-      ip('-n', ns, 'link', 'set', dev, 'up');
-      // The kernel's own EUI-64 link-local address would also be there; only ours is used.
-      ip('-n', ns, 'addr', 'add', `${addr}/64`, 'dev', dev, 'nodad');
-    }
-    return { server, client, serverIf, clientIf, destroy };
   } catch (err) {
     destroy();
     throw err;
