@@ -7,14 +7,12 @@ import type { BlockReader } from './block-cache.ts';
 import { NativeErrorCode, check, diskError } from './errors.ts';
 import { InodeFlag, inlineData, mapBlock, parseInode } from './ext-inode.ts';
 import type { ExtNode, ExtVolume } from './ext-inode.ts';
-import { MAX_DIRECTORY_BYTES, readBytes } from './filesystem.ts';
+import { MAX_DIRECTORY_BYTES, MAX_RUN_BYTES, readBytes } from './filesystem.ts';
 import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 
 export const EXT_MAGIC = 0xef53;
 const ROOT_INO = 2;
 const MAX_SYMLINK = 4096;
-/** Largest single disk read while reading a file: bounds memory per call. */
-const MAX_RUN_BYTES = 1024 * 1024;
 
 const Incompat = {
   Compression: 0x1,

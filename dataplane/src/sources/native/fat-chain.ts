@@ -56,6 +56,15 @@ export class ClusterChain {
     return run && index < run.index + run.count ? run.cluster + (index - run.index) : undefined;
   }
 
+  /**
+   * Known clusters from position `index` on that follow each other on disk (0 when
+   * `index` is not known yet): one disk read covers them all.
+   */
+  runLength(index: number): number {
+    const run = floor(this.byIndex, index, (r) => r.index);
+    return run && index < run.index + run.count ? run.index + run.count - index : 0;
+  }
+
   /** Appends the next cluster of the chain; a cluster already in it is a loop. */
   append(cluster: number): void {
     const hit = floor(this.byCluster, cluster, (r) => r.cluster);

@@ -6,6 +6,7 @@
 import type { BlockReader } from './block-cache.ts';
 import { check, corrupt } from './errors.ts';
 import { ClusterChain } from './fat-chain.ts';
+import { MAX_RUN_BYTES } from './filesystem.ts';
 import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 
 const Attr = {
@@ -19,8 +20,6 @@ const Attr = {
 const ENTRY = 32;
 /** Bytes of FAT read at once while following a chain. */
 const FAT_WINDOW = 16 * 1024;
-/** Largest single data read (clusters that follow each other on disk are read together). */
-const MAX_RUN_BYTES = 1024 * 1024;
 
 /** A FAT directory holds at most 65536 entries (the spec's limit). */
 const MAX_DIR_ENTRIES = 65536;
@@ -306,12 +305,16 @@ class FatFilesystem implements Filesystem {
       const index = Math.floor(at / cb);
       const c = await this.clusterAt(node, index, epoch);
       if (c === null) throw corrupt(`FAT chain ends before the file's ${node.size} bytes`);
-      // Clusters that follow each other on disk are read in one request.
-      let run = 1;
-      while ((index + run) * cb < end && run * cb < MAX_RUN_BYTES) {
-        if ((await this.clusterAt(node, index + run, epoch)) !== c + run) break;
-        run++;
+      // Clusters that follow each other on disk are read in one request. The chain is
+      // kept as runs, so this asks the FAT again only when the run reaches what is known.
+      const chain = node.chain!;
+      const want = Math.min(Math.ceil((end - index * cb) / cb), Math.ceil(MAX_RUN_BYTES / cb));
+      let run = chain.runLength(index);
+      while (run < want && index + run === chain.length && !chain.ended) {
+        await this.clusterAt(node, index + run, epoch);
+        run = chain.runLength(index);
       }
+      run = Math.min(run, want);
       const within = at - index * cb;
       const take = Math.min(end - at, run * cb - within);
       await this.dev.readData(

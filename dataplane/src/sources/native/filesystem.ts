@@ -45,6 +45,12 @@ export interface Filesystem {
   refresh(node: FsNode, epoch: number): Promise<string | null>;
 }
 
+/**
+ * Largest single disk read of file data (blocks or clusters that follow each other on
+ * disk are read together): bounds memory per call.
+ */
+export const MAX_RUN_BYTES = 1024 * 1024;
+
 /** Largest directory read, in bytes: bounds the work a hostile directory can cause. */
 export const MAX_DIRECTORY_BYTES = 32 * 1024 * 1024;
 
