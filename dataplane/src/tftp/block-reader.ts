@@ -13,9 +13,10 @@ export class BlockReader {
   private readonly packets: Buffer;
   private readonly lengths: Int32Array;
   private chunk: Buffer;
-  private spare: Buffer;
+  /** The chunk read ahead into: made only for a file longer than one chunk. */
+  private spare: Buffer | undefined;
+  /** The read of the chunk after the current one (refills are always sequential). */
   private ahead: Promise<number> | null = null;
-  private aheadStart = -1;
   private chunkStart = 0;
   private chunkLen = 0;
   /** Stream offset where the file ended, once seen. */
@@ -33,7 +34,6 @@ export class BlockReader {
     this.lengths = new Int32Array(slots);
     const chunkSize = Math.max(blksize, Math.floor(CHUNK_TARGET / blksize) * blksize);
     this.chunk = Buffer.allocUnsafe(chunkSize);
-    this.spare = Buffer.allocUnsafe(chunkSize);
   }
 
   /** The DATA packet of block `n` (must be buffered and not yet overwritten). */
@@ -83,21 +83,18 @@ export class BlockReader {
    */
   private async refill(offset: number): Promise<void> {
     let len: number;
-    if (this.ahead && this.aheadStart === offset) {
+    if (this.ahead) {
       len = await this.ahead;
-      [this.chunk, this.spare] = [this.spare, this.chunk];
-    } else {
-      if (this.ahead) await this.ahead.catch(() => 0); // never two reads into `spare`
-      len = await this.fill(this.chunk, offset);
-    }
+      [this.chunk, this.spare] = [this.spare!, this.chunk];
+    } else len = await this.fill(this.chunk, offset);
     this.ahead = null;
     this.chunkStart = offset;
     this.chunkLen = len;
     if (len < this.chunk.length) {
       this.eofAt = offset + len;
     } else {
-      this.aheadStart = offset + len;
-      this.ahead = this.fill(this.spare, this.aheadStart);
+      this.spare ??= Buffer.allocUnsafe(this.chunk.length);
+      this.ahead = this.fill(this.spare, offset + len);
       // A failed read-ahead surfaces when the transfer reaches it, not as an unhandled rejection.
       this.ahead.catch(() => undefined);
     }

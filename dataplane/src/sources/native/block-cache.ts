@@ -70,25 +70,18 @@ export class CachedDisk implements BlockReader {
     return ++this.epochCounter;
   }
 
-  private checkRange(offset: number, length: number): void {
-    check(
-      Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.size,
-      `read of ${length} bytes at ${offset} lies outside the ${this.size}-byte disk`,
-    );
-  }
-
   /** The bytes; a range inside one page is a view of the cached page (never to be written). */
   async read(offset: number, length: number, epoch: number): Promise<Buffer> {
-    this.checkRange(offset, length);
+    checkRange(offset, length, this.size, 'disk');
+    if (length === 0) return Buffer.alloc(0);
     const first = Math.floor(offset / PAGE_SIZE);
     const last = Math.floor((offset + length - 1) / PAGE_SIZE);
-    if (length > 0 && first === last) {
+    if (first === last) {
       const page = await this.page(first, epoch);
       const at = offset - first * PAGE_SIZE;
       return page.subarray(at, at + length);
     }
     const out = Buffer.allocUnsafe(length);
-    if (length === 0) return out;
     const got = await Promise.all(this.pagesFrom(first, last, epoch));
     got.forEach((page, i) => {
       const pageStart = (first + i) * PAGE_SIZE;
@@ -100,7 +93,7 @@ export class CachedDisk implements BlockReader {
   }
 
   async readData(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void> {
-    this.checkRange(offset, length);
+    checkRange(offset, length, this.size, 'disk');
     check(
       dstOffset >= 0 && dstOffset + length <= dst.length,
       `read of ${length} bytes does not fit its buffer`,
@@ -120,8 +113,7 @@ export class CachedDisk implements BlockReader {
         continue;
       }
       let run = 1;
-      while (p + run <= last && run < MAX_PAGES_PER_FETCH && !this.known(p + run, epoch, false))
-        run++;
+      while (p + run <= last && run < MAX_PAGES_PER_FETCH && !this.has(p + run, epoch)) run++;
       out.push(...this.fetch(p, run));
       p += run;
     }
@@ -132,11 +124,15 @@ export class CachedDisk implements BlockReader {
     return this.known(n, epoch) ?? this.fetch(n, 1)[0]!;
   }
 
+  /** Whether page `n` is cached or coming at `epoch` or newer. */
+  private has(n: number, epoch: number): boolean {
+    return (this.pages.get(n)?.epoch ?? 0) >= epoch || (this.inFlight.get(n)?.epoch ?? 0) >= epoch;
+  }
+
   /** The page if cached or coming at `epoch` or newer (counted as a hit when cached). */
-  private known(n: number, epoch: number, count = true): Promise<Buffer> | undefined {
+  private known(n: number, epoch: number): Promise<Buffer> | undefined {
     const cached = this.pages.get(n);
     if (cached && cached.epoch >= epoch) {
-      if (!count) return Promise.resolve(cached.buf);
       // Map order is the LRU order: move to the back.
       this.pages.delete(n);
       this.pages.set(n, cached);
@@ -199,6 +195,13 @@ export class CachedDisk implements BlockReader {
   }
 }
 
+function checkRange(offset: number, length: number, size: number, what: string): void {
+  check(
+    Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= size,
+    `read of ${length} bytes at ${offset} lies outside the ${size}-byte ${what}`,
+  );
+}
+
 /** A partition: a bounds-checked window on the disk. */
 export class DiskRange implements BlockReader {
   constructor(
@@ -207,20 +210,13 @@ export class DiskRange implements BlockReader {
     readonly size: number,
   ) {}
 
-  private checkRange(offset: number, length: number): void {
-    check(
-      Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.size,
-      `read of ${length} bytes at ${offset} lies outside the ${this.size}-byte partition`,
-    );
-  }
-
   read(offset: number, length: number, epoch: number): Promise<Buffer> {
-    this.checkRange(offset, length);
+    checkRange(offset, length, this.size, 'partition');
     return this.disk.read(this.start + offset, length, epoch);
   }
 
   readData(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void> {
-    this.checkRange(offset, length);
+    checkRange(offset, length, this.size, 'partition');
     return this.disk.readData(this.start + offset, length, dst, dstOffset);
   }
 }
