@@ -110,7 +110,10 @@ export class VirtualFs {
         if (child.kind !== 'dir') continue;
         const id = key(childFs, child);
         check(!ancestors.has(id), `directory loop: ${path} contains itself`);
-        await visit(path, child, childFs, new Set(ancestors).add(id));
+        // Depth first and one directory at a time: one set, grown and shrunk, is enough.
+        ancestors.add(id);
+        await visit(path, child, childFs, ancestors);
+        ancestors.delete(id);
       }
     };
     const root = await rootFs.root(epoch);

@@ -78,6 +78,11 @@ export class DiskSlot {
     this.idleTimeoutMs = opts.idleTimeoutMs;
   }
 
+  /** The last failure was the config's (a missing partition…), not the server's. */
+  private get configFault(): boolean {
+    return CONFIG_FAULTS.has(this.lastError?.reason ?? '');
+  }
+
   get holdsSession(): boolean {
     return this.session !== undefined || this.connecting !== undefined;
   }
@@ -193,7 +198,7 @@ export class DiskSlot {
     // stays broken until someone changes the disk or the config (which makes a new slot):
     // retry it only for a request, and ten times less often, since each try launches an
     // appliance. A server that is down comes back by itself: retry those in the background.
-    const configFault = CONFIG_FAULTS.has(this.lastError?.reason ?? '');
+    const configFault = this.configFault;
     const scale = configFault ? 10 : 1;
     const backoff = Math.min(
       this.opts.retryMaxMs * scale,
@@ -223,8 +228,7 @@ export class DiskSlot {
     let quickRetry = false;
     if (!connecting) {
       if (this.state === 'failed' && Date.now() < this.nextRetryAt) {
-        const configFault = CONFIG_FAULTS.has(this.lastError?.reason ?? '');
-        if (configFault || Date.now() - this.lastAttemptAt < REQUEST_RETRY_MIN_MS) {
+        if (this.configFault || Date.now() - this.lastAttemptAt < REQUEST_RETRY_MIN_MS) {
           const inS = Math.ceil((this.nextRetryAt - Date.now()) / 1000);
           return {
             status: 'unavailable',

@@ -100,36 +100,29 @@ export class GuestfishProcess {
       detached: true,
     });
     live.add(this);
-    this.exitedPromise = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        this.exitedFlag = true;
-        live.delete(this);
-        this.failAll(
-          new GuestfishError(
-            'RTFTP_ERR_GUESTFISH_EXITED',
-            this.pending[0]?.command ?? '',
-            `guestfish exited (${signal ?? `code ${code}`})${this.lastStderr ? `: ${this.lastStderr}` : ''}`,
-          ),
-        );
-        resolve();
-      });
-    });
+    let exited!: () => void;
+    this.exitedPromise = new Promise((resolve) => (exited = resolve));
+    /** Once, whichever of 'exit' and 'error' tells first that guestfish is gone. */
+    const gone = (command: string, message: string, cause?: Error) => {
+      if (this.exitedFlag) return;
+      this.exitedFlag = true;
+      live.delete(this);
+      this.failAll(
+        new GuestfishError('RTFTP_ERR_GUESTFISH_EXITED', command, message, cause && { cause }),
+      );
+      exited();
+    };
+    this.child.once('exit', (code, signal) =>
+      gone(
+        this.pending[0]?.command ?? '',
+        `guestfish exited (${signal ?? `code ${code}`})${this.lastStderr ? `: ${this.lastStderr}` : ''}`,
+      ),
+    );
     this.child.once('error', (err) => {
       opts.logger.error({ err: err.message }, 'guestfish failed to start');
       if (this.child.pid !== undefined) return; // a running child: 'exit' reports it
       // Never started (e.g. not installed): 'exit' may never come, so fail here.
-      this.exitedFlag = true;
-      live.delete(this);
-      this.failAll(
-        new GuestfishError(
-          'RTFTP_ERR_GUESTFISH_EXITED',
-          '',
-          `cannot run guestfish: ${err.message}`,
-          {
-            cause: err,
-          },
-        ),
-      );
+      gone('', `cannot run guestfish: ${err.message}`, err);
     });
     this.child.stdin!.on('error', () => undefined); // EPIPE after death: 'exit' reports it
     this.child.stdout!.on('data', (d: Buffer) => this.onStdout(d));
