@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BootDisk, DISK_MOUNTS } from './harness/boot-disk.ts';
-import { buildMarkerInitrd, ipxeScript, makeNonce, markerText } from './harness/boot-payload.ts';
+import { bootFiles, buildMarkerInitrd, makeNonce, markerText } from './harness/boot-payload.ts';
 import { REPO } from './harness/dataplane-process.ts';
 import { PxeLab, pxeSkipReason } from './harness/pxe-lab.ts';
 import type { LabHost } from './harness/pxe-lab.ts';
@@ -70,11 +70,7 @@ describe('PXE boot of machines declared by BootClients', { skip: skip ?? false }
           dir,
           name: host.name,
           table: i === 0 ? 'gpt' : 'mbr',
-          bootFiles: [
-            { path: 'boot.ipxe', content: ipxeScript() },
-            { path: 'vmlinuz', fromFile: lab.kernel },
-            { path: 'initrd.gz', fromFile: initrd },
-          ],
+          bootFiles: bootFiles(lab.kernel, initrd),
         }),
       );
     }

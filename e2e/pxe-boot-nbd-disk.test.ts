@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BootDisk } from './harness/boot-disk.ts';
 import {
+  bootFiles,
   buildMarkerInitrd,
   grubConfig,
-  ipxeScript,
   makeNonce,
   markerText,
 } from './harness/boot-payload.ts';
@@ -39,16 +39,6 @@ const GPT_HOST: LabHost = {
   biosBootFile: 'boot.ipxe',
   efiBootFile: 'grubnetx64.efi',
 };
-
-/** The boot partition's files: iPXE script, GRUB config, kernel, initrd. */
-function bootFiles(kernel: string, initrd: string) {
-  return [
-    { path: 'boot.ipxe', content: ipxeScript() },
-    { path: 'grub/grub.cfg', content: grubConfig() },
-    { path: 'vmlinuz', fromFile: kernel },
-    { path: 'initrd.gz', fromFile: initrd },
-  ];
-}
 
 /** The value of one Prometheus sample whose labels include `labels` (0 when absent). */
 function metricValue(text: string, name: string, labels: Record<string, string>): number {
@@ -162,9 +152,7 @@ describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, (
     );
     assert.equal(grub?.source, 'default');
     assert.equal(grub?.windowsize, 4, 'EDK2 downloads with windowsize 4');
-    const served = new Map(
-      transfers.filter((t) => t.outcome === 'completed').map((t) => [t.file, t.source]),
-    );
+    const served = new Map(lab.servedFiles(GPT_HOST, boot.vm.startedAt));
     // GRUB asks with absolute paths; they resolve inside the disk's tftp_root.
     assert.equal(served.get('/grub/grub.cfg'), 'nbd');
     assert.equal(served.get('/vmlinuz'), 'nbd');
@@ -184,7 +172,8 @@ describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, (
     const upgraded = makeNonce();
     const fresh = join(lab.workDir, `upgraded-${host.name}-initrd.gz`);
     await buildMarkerInitrd(fresh, host.name, upgraded);
-    await disk.replaceBootFile('initrd.gz', await readFile(fresh));
+    const content = await readFile(fresh);
+    await disk.replaceBootFile('initrd.gz', content);
     const boot = await lab.bootAndExpect(
       label,
       host,
@@ -198,7 +187,7 @@ describe('PXE boot from the client’s own NBD disk', { skip: skip ?? false }, (
       .dataplane!.transfers(host.ip, boot.vm.startedAt)
       .find((t) => t.file === 'initrd.gz' && t.outcome === 'completed');
     assert.equal(initrd?.source, 'nbd');
-    assert.equal(initrd?.bytes, (await readFile(fresh)).length);
+    assert.equal(initrd?.bytes, content.length);
     return upgraded;
   }
 

@@ -91,6 +91,16 @@ export function grubConfig(kernel = '/vmlinuz', initrd = '/initrd.gz'): string {
   return `set timeout=0\nlinux ${kernel} ${KERNEL_ARGS}\ninitrd ${initrd}\nboot\n`;
 }
 
+/** A boot partition's files: iPXE script, GRUB config, kernel, initrd. */
+export function bootFiles(kernel: string, initrd: string) {
+  return [
+    { path: 'boot.ipxe', content: ipxeScript() },
+    { path: 'grub/grub.cfg', content: grubConfig() },
+    { path: 'vmlinuz', fromFile: kernel },
+    { path: 'initrd.gz', fromFile: initrd },
+  ];
+}
+
 /** pxelinux.cfg/default that boots the given kernel and initrd at once. */
 export function pxelinuxConfig(kernel = 'vmlinuz', initrd = 'initrd.gz'): string {
   return `DEFAULT boot\nPROMPT 0\nTIMEOUT 0\nLABEL boot\n  KERNEL ${kernel}\n  INITRD ${initrd}\n  APPEND ${KERNEL_ARGS}\n`;

@@ -4,11 +4,6 @@
  */
 import type { TransferEntry } from './dataplane-process.ts';
 
-/** When the client's request for this transfer arrived (the line is logged at the end). */
-export function transferStart(t: TransferEntry): number {
-  return t.time - t.durationMs;
-}
-
 export function formatBootReport(
   scenario: string,
   bootMs: number,

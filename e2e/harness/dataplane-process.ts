@@ -35,6 +35,11 @@ export interface TransferEntry extends LogEntry {
   retransmits?: number;
 }
 
+/** When the client's request for this transfer arrived (the line is logged at the end). */
+export function transferStart(t: TransferEntry): number {
+  return t.time - Number(t.durationMs);
+}
+
 /** Why the dataplane cannot be run yet, or null. */
 export function dataplaneMissingReason(): string | null {
   if (!existsSync(`${REPO}dataplane/src/main.ts`) && !existsSync(`${REPO}dist/dataplane`)) {
@@ -76,7 +81,7 @@ export class RunningDataplane {
       (e): e is TransferEntry =>
         e.msg.startsWith('Transfer') &&
         e.client === client &&
-        e.time - Number(e.durationMs) >= sinceMs,
+        transferStart(e as TransferEntry) >= sinceMs,
     );
   }
 

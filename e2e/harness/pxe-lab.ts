@@ -16,14 +16,14 @@ import {
   makeNonce,
   markerText,
 } from './boot-payload.ts';
-import { dataplaneMissingReason, startDataplane } from './dataplane-process.ts';
+import { dataplaneMissingReason, startDataplane, transferStart } from './dataplane-process.ts';
 import type { RunningDataplane } from './dataplane-process.ts';
 import { startDhcp } from './dhcp-server.ts';
 import type { DhcpHost } from './dhcp-server.ts';
 import { startVm, expectBootMarker } from './pxe-vm.ts';
 import type { Firmware, RunningVm, BootResult } from './pxe-vm.ts';
 import type { TrackedProcess } from './processes.ts';
-import { formatBootReport, transferStart } from './boot-report.ts';
+import { formatBootReport } from './boot-report.ts';
 
 /** Why the PXE tests of this machine must be skipped, or null. */
 export async function pxeSkipReason(): Promise<string | null> {
@@ -35,7 +35,7 @@ export async function pxeSkipReason(): Promise<string | null> {
 }
 
 /** What an iPXE boot fetches, in order: the script, then what it names. */
-export const IPXE_FILES = ['boot.ipxe', 'vmlinuz', 'initrd.gz'];
+const IPXE_FILES = ['boot.ipxe', 'vmlinuz', 'initrd.gz'];
 
 export interface LabHost extends DhcpHost {
   name: string;
