@@ -5,6 +5,12 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** A gauge that reads -1 ("not known yet") until the code that knows sets it. */
+function unknownUntilSet(gauge: Gauge): Gauge {
+  gauge.set(-1);
+  return gauge;
+}
+
 export function createDataplaneMetrics(registry: Registry = new Registry(), withDefaults = true) {
   if (withDefaults) collectDefaultMetrics({ register: registry });
   const registers = [registry];
@@ -124,11 +130,15 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       help: 'Block cache misses (native backend)',
       registers,
     }),
-    kvmAvailable: new Gauge({
-      name: 'rtftp_kvm_available',
-      help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG',
-      registers,
-    }),
+    // -1 until KVM is decided (at start when guestfish is installed, see disk-sources.ts):
+    // a 0 before anything probed would page RtftpKvmUnavailable for nothing.
+    kvmAvailable: unknownUntilSet(
+      new Gauge({
+        name: 'rtftp_kvm_available',
+        help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG, -1 until probed',
+        registers,
+      }),
+    ),
   };
 }
 
