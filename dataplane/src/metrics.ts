@@ -4,6 +4,7 @@
  * breaks users' dashboards (a test in charts/ checks every queried name exists).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { buildInfoGauge } from '../../common/src/build-info.ts';
 
 /** A gauge that reads -1 ("not known yet") until the code that knows sets it. */
 function unknownUntilSet(gauge: Gauge): Gauge {
@@ -139,6 +140,8 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
         registers,
       }),
     ),
+    // Which build runs where (docs/runbooks.md, "Version and process metrics").
+    buildInfo: buildInfoGauge(registers, 'dataplane'),
   };
 }
 
