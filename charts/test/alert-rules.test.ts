@@ -19,12 +19,9 @@ import {
   helmMissingReason,
   renderChart,
 } from './helm.ts';
+import { promtoolMissingReason } from './monitoring.ts';
 
-const skip =
-  helmMissingReason() ??
-  (spawnSync('promtool', ['--version']).status === 0
-    ? undefined
-    : 'promtool not installed (Debian package prometheus)');
+const skip = helmMissingReason() ?? promtoolMissingReason();
 if (skip) console.log(`# skipped alert rule unit tests: ${skip}`);
 
 const DP_JOB = `${RELEASE}-rtftp-dataplane`;
