@@ -39,9 +39,16 @@ if (files.length === 0) {
   console.error('run-tests: no test files matched');
   process.exit(1);
 }
+// spec for people, then one closing line "node22: N passed, N failed, N skipped" per run.
+const summary = join(repo, 'scripts/test-summary-reporter.mjs');
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', ...files],
+  [
+    ...['--import', 'tsx', '--test'],
+    ...['--test-reporter=spec', '--test-reporter-destination=stdout'],
+    ...[`--test-reporter=${summary}`, '--test-reporter-destination=stdout'],
+    ...files,
+  ],
   { cwd: repo, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

@@ -56,3 +56,24 @@ fi
 if [ -x scripts/extract-helm.sh ] && [ ! -x .tools/helm ]; then
   scripts/extract-helm.sh
 fi
+
+# Node 22, the runtime the image ships: scripts/test.sh runs the unit and dataplane suites on
+# it as well. The binary comes from the npm registry (node-linux-<arch>@22, the package the
+# image's base is built from), unpacked into .tools/node22.
+if [ ! -x .tools/node22/bin/node ]; then
+  case "$(uname -m)" in
+    x86_64) node_arch=x64 ;;
+    aarch64) node_arch=arm64 ;;
+    *) node_arch='' ;;
+  esac
+  if [ -n "$node_arch" ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack "node-linux-$node_arch@22" --silent >/dev/null)
+    rm -rf .tools/node22.partial && mkdir -p .tools/node22.partial
+    tar xzf "$tmp"/node-linux-*.tgz -C .tools/node22.partial --strip-components=1 package/bin/node package/LICENSE
+    mv .tools/node22.partial .tools/node22
+    rm -rf "$tmp"
+  else
+    echo "setup: no Node 22 build for $(uname -m) on the npm registry; the Node 22 test run is skipped" >&2
+  fi
+fi

@@ -11,6 +11,7 @@ import type { DataplaneMetrics } from './metrics.ts';
 import type { FileSource } from './sources/source.ts';
 import type { DiskConnectOptions } from './sources/disk-session.ts';
 import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
+import { decideKvmAtStart } from './sources/nbd/kvm-probe.ts';
 import { connectNative } from './sources/native/index.ts';
 
 export interface DiskSources {
@@ -51,6 +52,14 @@ export async function startDiskSources(
   // Appliances must never outlive the daemon, whatever way it exits.
   process.once('exit', () => killAllGuestfish());
   await nbd.start();
+  // KVM is decided now, not at the first appliance, so rtftp_kvm_available leaves -1 at once
+  // (the first connect reuses this decision). Same cache file as the guestfs connector's.
+  void decideKvmAtStart({
+    mode: opts.nbdKvm,
+    cacheFile: join(opts.applianceCacheDir || join(workDir, 'cache'), 'rtftp-kvm-probe.json'),
+    logger,
+    gauge: metrics.kvmAvailable,
+  });
   return {
     sources: [nbd.source],
     status: () => nbd.status(),

@@ -4,6 +4,13 @@
  * breaks users' dashboards (a test in charts/ checks every queried name exists).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { buildInfoGauge } from '../../common/src/build-info.ts';
+
+/** A gauge that reads -1 ("not known yet") until the code that knows sets it. */
+function unknownUntilSet(gauge: Gauge): Gauge {
+  gauge.set(-1);
+  return gauge;
+}
 
 export function createDataplaneMetrics(registry: Registry = new Registry(), withDefaults = true) {
   if (withDefaults) collectDefaultMetrics({ register: registry });
@@ -124,11 +131,17 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       help: 'Block cache misses (native backend)',
       registers,
     }),
-    kvmAvailable: new Gauge({
-      name: 'rtftp_kvm_available',
-      help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG',
-      registers,
-    }),
+    // -1 until KVM is decided (at start when guestfish is installed, see disk-sources.ts):
+    // a 0 before anything probed would page RtftpKvmUnavailable for nothing.
+    kvmAvailable: unknownUntilSet(
+      new Gauge({
+        name: 'rtftp_kvm_available',
+        help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG, -1 until probed',
+        registers,
+      }),
+    ),
+    // Which build runs where (docs/runbooks.md, "Version and process metrics").
+    buildInfo: buildInfoGauge(registers, 'dataplane'),
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { renderCrdYaml } from '../src/crd/crd-yaml.ts';
+import { renderCrdYaml } from './crd-yaml.ts';
 
 const target = fileURLToPath(new URL('../../crds/bootclients.rtftp.io.yaml', import.meta.url));
 writeFileSync(target, renderCrdYaml());

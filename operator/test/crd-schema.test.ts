@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { validateBootClientSpec } from '../../common/src/bootclient.ts';
 import { parse } from 'yaml';
-import { CRD_YAML_HEADER, renderCrdYaml } from '../src/crd/crd-yaml.ts';
+import { CRD_YAML_HEADER, renderCrdYaml } from '../scripts/crd-yaml.ts';
 import { loadCrd } from './fake-apiserver/crd-validator.ts';
 
 const CRD_FILE = fileURLToPath(new URL('../../crds/bootclients.rtftp.io.yaml', import.meta.url));

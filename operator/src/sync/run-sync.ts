@@ -29,7 +29,7 @@ export function desiredFiles(configMaps: Iterable<RenderedConfigMap>): Map<strin
 
 export async function runSync(args: SyncArgs, log: Logger): Promise<() => Promise<void>> {
   const apis = connectKube();
-  const metrics = createOperatorMetrics(new Registry());
+  const metrics = createOperatorMetrics(new Registry(), true, 'sync');
   const writer = new ConfigDirWriter(args.dir, log);
   await writer.init();
   let running = false;

@@ -7,7 +7,9 @@
  * first console line ("Linux version", printed within ~0.3 s under a working KVM).
  */
 import { spawn } from 'node:child_process';
-import { access, constants, readFile, readdir, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { delimiter, dirname, join } from 'node:path';
+import type { Logger } from 'pino';
 
 export type KvmMode = 'auto' | 'on' | 'off';
 
@@ -57,11 +59,16 @@ export async function probeKvm(
     );
     let output = '';
     let settled = false;
+    // Under a broken KVM the guest spins forever: it must not outlive a daemon that exits
+    // while probing (a pod stopped in its first seconds).
+    const killChild = () => child.kill('SIGKILL');
+    process.once('exit', killChild);
     const finish = (available: boolean, reason: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      child.kill('SIGKILL');
+      process.removeListener('exit', killChild);
+      killChild();
       resolve(done(available, reason));
     };
     const timer = setTimeout(
@@ -84,17 +91,33 @@ export async function probeKvm(
 }
 
 /**
- * Applies a mode: 'on'/'off' skip the probe. With `cacheFile`, an 'auto' result is kept
- * for the rest of this boot (keyed by the kernel's boot_id): a broken-KVM probe spins a
- * CPU for its whole timeout, and whether KVM works does not change until a reboot.
+ * Applies a mode: 'on'/'off' skip the probe. 'auto' probes once per process (every caller
+ * gets that one decision: KVM does not start or stop working until a reboot) and, with
+ * `cacheFile`, once per boot (keyed by the kernel's boot_id): a broken-KVM probe spins a
+ * CPU for its whole timeout.
  */
-export async function decideKvm(
+export function decideKvm(
   mode: KvmMode,
   opts: { timeoutMs?: number; cacheFile?: string } = {},
 ): Promise<KvmProbeResult> {
-  if (mode === 'on') return { available: true, reason: 'forced on (--nbd-kvm on)', durationMs: 0 };
+  if (mode === 'on')
+    return Promise.resolve({ available: true, reason: 'forced on (--nbd-kvm on)', durationMs: 0 });
   if (mode === 'off')
-    return { available: false, reason: 'forced off (--nbd-kvm off)', durationMs: 0 };
+    return Promise.resolve({
+      available: false,
+      reason: 'forced off (--nbd-kvm off)',
+      durationMs: 0,
+    });
+  autoDecision ??= probeOncePerBoot(opts);
+  return autoDecision;
+}
+
+let autoDecision: Promise<KvmProbeResult> | undefined;
+
+async function probeOncePerBoot(opts: {
+  timeoutMs?: number;
+  cacheFile?: string;
+}): Promise<KvmProbeResult> {
   const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
   if (opts.cacheFile && bootId) {
     try {
@@ -114,7 +137,60 @@ export async function decideKvm(
   }
   const result = await probeKvm(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs });
   if (opts.cacheFile && bootId) {
-    await writeFile(opts.cacheFile, JSON.stringify({ ...result, bootId })).catch(() => undefined);
+    const file = opts.cacheFile;
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 })
+      .then(() => writeFile(file, JSON.stringify({ ...result, bootId })))
+      .catch(() => undefined);
   }
   return result;
+}
+
+/** Whether an executable `name` is on PATH. */
+export async function onPath(name: string, path = process.env.PATH ?? ''): Promise<boolean> {
+  for (const dir of path.split(delimiter).filter(Boolean)) {
+    try {
+      await access(join(dir, name), constants.X_OK);
+      return true;
+    } catch {
+      // next directory
+    }
+  }
+  return false;
+}
+
+/**
+ * Decides KVM when the daemon starts rather than at the first appliance, so
+ * `rtftp_kvm_available` says 1 or 0 from the start: it reads -1 until then, and stays -1
+ * where libguestfs cannot be used at all (no guestfish installed), since no appliance will
+ * ever launch there. Never rejects; the caller does not wait for it (serving does not
+ * depend on it, and a broken KVM takes the probe's whole timeout).
+ */
+export async function decideKvmAtStart(opts: {
+  mode: KvmMode;
+  cacheFile: string;
+  logger: Logger;
+  /** rtftp_kvm_available */
+  gauge: { set(value: number): void };
+  /** Test seam: whether libguestfs is installed. */
+  guestfishInstalled?: () => Promise<boolean>;
+}): Promise<KvmProbeResult | null> {
+  if (!(await (opts.guestfishInstalled ?? (() => onPath('guestfish')))())) {
+    opts.logger.info(
+      { kvm: null, reason: 'guestfish not on PATH: no libguestfs appliance can launch' },
+      'KVM not probed',
+    );
+    return null;
+  }
+  try {
+    const kvm = await decideKvm(opts.mode, { cacheFile: opts.cacheFile });
+    opts.gauge.set(kvm.available ? 1 : 0);
+    opts.logger.info(
+      { kvm: kvm.available, reason: kvm.reason, durationMs: kvm.durationMs },
+      'KVM probed at start',
+    );
+    return kvm;
+  } catch (err) {
+    opts.logger.warn({ err: (err as Error).message }, 'KVM probe failed at start');
+    return null;
+  }
 }
