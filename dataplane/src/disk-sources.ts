@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { DataplaneOptions } from './cli.ts';
 import type { DataplaneMetrics } from './metrics.ts';
 import type { FileSource } from './sources/source.ts';
+import type { SnapshotGate } from './config/snapshot-gate.ts';
 import type { DiskConnectOptions } from './sources/disk-session.ts';
 import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
 import { connectNative } from './sources/native/index.ts';
@@ -23,6 +24,7 @@ export async function startDiskSources(
   opts: DataplaneOptions,
   logger: Logger,
   metrics: DataplaneMetrics,
+  snapshotGate?: SnapshotGate,
 ): Promise<DiskSources> {
   const workDir = opts.workDir || join(tmpdir(), `rtftp-${process.pid}`);
   const nbd = createNbdSource({
@@ -50,7 +52,10 @@ export async function startDiskSources(
   });
   // Appliances must never outlive the daemon, whatever way it exits.
   process.once('exit', () => killAllGuestfish());
-  await nbd.start();
+  // With --require-snapshot the config watcher's first scan runs once the snapshot is
+  // complete and before the gate admits a request: every config of it is known by then.
+  if (snapshotGate) snapshotGate.runBeforeOpen(() => nbd.start());
+  else await nbd.start();
   return {
     sources: [nbd.source],
     status: () => nbd.status(),
