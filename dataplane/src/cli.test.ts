@@ -1,20 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CliError, parseCli } from './cli.ts';
-import { DEFAULT_SKIP_INTERFACES } from './tftp/listen-spec.ts';
+import { DEFAULT_SKIP_INTERFACES, formatListenSelector } from './tftp/listen-spec.ts';
 import type { ListenSpec } from './tftp/listen-spec.ts';
 
 /** What a spec includes, as text: the addresses, blocks and interface patterns given. */
-const included = (spec: ListenSpec | undefined) =>
-  spec?.include.map((s) =>
-    s.kind === 'address'
-      ? s.address
-      : s.kind === 'cidr'
-        ? `${s.cidr.address}/${s.cidr.prefix}`
-        : s.kind === 'interface'
-          ? s.pattern
-          : 'all',
-  );
+const included = (spec: ListenSpec | undefined) => spec?.include.map(formatListenSelector);
 
 test('the original RTFTP arguments parse, with defaults for the rest', () => {
   const o = parseCli(

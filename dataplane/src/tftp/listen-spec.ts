@@ -190,6 +190,20 @@ export function selectListenAddresses(
   return [...out.values()];
 }
 
+/** One term as written: `10.0.0.0/24`, `eth1`, `10.0.0.5`, `all`. */
+export function formatListenSelector(s: ListenSelector): string {
+  switch (s.kind) {
+    case 'all':
+      return 'all';
+    case 'address':
+      return s.address;
+    case 'cidr':
+      return `${s.cidr.address}/${s.cidr.prefix}`;
+    case 'interface':
+      return s.pattern;
+  }
+}
+
 /** The spec in words for a log line: what was asked, not what matched. */
 export function describeListenSpec(spec: ListenSpec): Record<string, unknown> {
   return {
