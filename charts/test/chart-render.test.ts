@@ -1,7 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   NAMESPACE,
@@ -9,12 +8,12 @@ import {
   VALUE_SETS,
   chartDir,
   findObject,
-  helm,
   helmMissingReason,
   helmWithValues,
   renderChart,
   podSpecOf,
   containerOf,
+  renderNotes,
   type K8sObject,
 } from './helm.ts';
 import { schemaErrors } from './k8s-schemas.ts';
@@ -82,8 +81,11 @@ describe('chart renders', { skip }, () => {
       tftp.env?.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath,
       'status.hostIP',
     );
-    assert.deepEqual(podSpecOf(ds).nodeSelector, { 'rtftp.io/boot-server': 'true' });
-    assert.equal(podSpecOf(ds).tolerations?.length, 1);
+    assert.deepEqual(podSpecOf(ds).nodeSelector, {
+      'example.net/rack': 'r1',
+      'rtftp.io/boot-server': 'true',
+    });
+    assert.equal(podSpecOf(ds).tolerations?.length, 3, 'two control-plane taints and one own');
     const deploy = findObject(objects, 'Deployment', '-operator');
     assert.equal((deploy as unknown as { spec: { replicas: number } }).spec.replicas, 2);
   });
@@ -165,7 +167,9 @@ describe('chart renders', { skip }, () => {
   });
 
   test('a dataplane-only install renders no operator, no sync sidecar and no service account', () => {
-    const objects = renderChart(VALUE_SETS.dataplaneOnly!);
+    const objects = renderChart(VALUE_SETS.dataplaneOnly!).filter(
+      (o) => o.kind !== 'CustomResourceDefinition',
+    );
     assert.deepEqual(
       objects.map((o) => o.kind),
       ['DaemonSet'],
@@ -177,34 +181,9 @@ describe('chart renders', { skip }, () => {
   });
 
   test('NOTES tell the user how to check the install works', () => {
-    // helm renders NOTES.txt only on a live install; render it through tpl in a copy.
-    const dir = mkdtempSync(join(tmpdir(), 'rtftp-notes-'));
-    try {
-      const copy = join(dir, 'rtftp');
-      cpSync(chartDir, copy, { recursive: true, dereference: true });
-      cpSync(join(copy, 'templates/NOTES.txt'), join(copy, 'notes.txt'));
-      writeFileSync(
-        join(copy, 'templates/notes-preview.yaml'),
-        'notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n',
-      );
-      const run = helm([
-        'template',
-        RELEASE,
-        copy,
-        '-n',
-        NAMESPACE,
-        '--show-only',
-        'templates/notes-preview.yaml',
-      ]);
-      assert.equal(run.status, 0, run.stderr);
-      const notes = JSON.parse(
-        run.stdout.replace(/^---\n# Source:.*\n/, '').replace(/^notes: /, ''),
-      ) as string;
-      assert.match(notes, new RegExp(`kubectl -n ${NAMESPACE} get bootclients`));
-      assert.match(notes, /tftp -v NODE_IP 69 -c get pxelinux\.0/);
-      assert.match(notes, new RegExp(`rollout status daemonset/${RELEASE}-rtftp-dataplane`));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const notes = renderNotes();
+    assert.match(notes, new RegExp(`kubectl -n ${NAMESPACE} get bootclients`));
+    assert.match(notes, /tftp -v NODE_IP 69 -c get pxelinux\.0/);
+    assert.match(notes, new RegExp(`rollout status daemonset/${RELEASE}-rtftp-dataplane`));
   });
 });

@@ -4,7 +4,7 @@
  * install the chart; the tests render all of them.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,17 +115,31 @@ export const VALUE_SETS: Record<string, object> = {
     dataplane: {
       listen: ['192.168.10.1'],
       listenOnHostIP: true,
-      nodeSelector: { 'rtftp.io/boot-server': 'true' },
-      tolerations: [
-        { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' },
-      ],
+      nodeSelector: { 'example.net/rack': 'r1' },
+      tolerations: [{ key: 'example.net/boot-only', operator: 'Exists', effect: 'NoSchedule' }],
     },
+  },
+  /** A separate boot network, chosen by CIDR on every node (docs/helm.md). */
+  bootNetwork: {
+    dataplane: {
+      listen: ['192.168.1.0/24', '!192.168.1.1'],
+      statusAllow: ['10.20.0.0/16'],
+      metrics: { listen: '127.0.0.1' },
+      extraVolumes: [{ name: 'nbd-sockets', hostPath: { path: '/run/nbd', type: 'Directory' } }],
+      extraVolumeMounts: [{ name: 'nbd-sockets', mountPath: '/run/nbd', readOnly: true }],
+    },
+    securityContext: { runAsUser: 2000, runAsGroup: 2000 },
   },
   dataplaneOnly: { operator: { enabled: false }, dataplane: { configSync: { enabled: false } } },
 };
 
+export interface Probe {
+  httpGet?: { path: string; port: string | number };
+}
 export interface Container extends CheckedContainer {
   name: string;
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
   command?: string[];
   args?: string[];
   resources?: { limits?: Record<string, string> };
@@ -154,4 +168,58 @@ export function containerOf(obj: K8sObject, name: string): Container {
   const found = podSpecOf(obj).containers.find((c) => c.name === name);
   if (!found) throw new Error(`${obj.kind}/${obj.metadata.name} has no container ${name}`);
   return found;
+}
+
+/** The environment the kubelet gives the container: its env entries, with downward-API values made up. */
+export function envOf(container: Container): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const e of container.env ?? []) {
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    env[e.name] =
+      (e as { value?: string }).value ??
+      (field === 'status.hostIP'
+        ? '192.168.10.2'
+        : field === 'metadata.namespace'
+          ? NAMESPACE
+          : 'pod-0');
+  }
+  return env;
+}
+
+/** Arguments after the kubelet expands $(VAR) references from the container's env. */
+export function argsOf(container: Container): string[] {
+  const env = envOf(container);
+  return (container.args ?? []).map((a) =>
+    a.replace(/\$\((\w+)\)/g, (_, name: string) => env[name] ?? `$(${name})`),
+  );
+}
+
+/**
+ * NOTES.txt as `helm install` would print it for these values. helm renders NOTES only on
+ * a live install, so a copy of the chart renders it through tpl in a template of its own.
+ */
+export function renderNotes(values: object = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'rtftp-notes-'));
+  try {
+    const copy = join(dir, 'rtftp');
+    cpSync(chartDir, copy, { recursive: true, dereference: true });
+    cpSync(join(copy, 'templates/NOTES.txt'), join(copy, 'notes.txt'));
+    writeFileSync(
+      join(copy, 'templates/notes-preview.yaml'),
+      'notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n',
+    );
+    writeFileSync(join(dir, 'values.json'), JSON.stringify(values));
+    const run = helm(
+      ['template', RELEASE, copy, '-n', NAMESPACE, '-f', join(dir, 'values.json')].concat([
+        '--show-only',
+        'templates/notes-preview.yaml',
+      ]),
+    );
+    if (run.status !== 0) throw new Error(`helm template failed: ${run.stderr}`);
+    return JSON.parse(
+      run.stdout.replace(/^---\n# Source:.*\n/, '').replace(/^notes: /, ''),
+    ) as string;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -62,6 +62,52 @@ const BAD_VALUES: [string, object, RegExp][] = [
     { dataplane: { resources: { limits: { memory: 'lots' } } } },
     /dataplane\.resources\.limits\.memory/,
   ],
+  // Day one on a bare-metal cluster (issue 14).
+  [
+    'a listen term with a space',
+    { dataplane: { listen: ['192.168.1.0/24 eth1'] } },
+    /dataplane\.listen\.0: Does not match pattern/,
+  ],
+  [
+    'a status-allow entry that is not a CIDR',
+    { dataplane: { statusAllow: ['mgmt-net'] } },
+    /dataplane\.statusAllow\.0: Does not match pattern/,
+  ],
+  [
+    'an interface pattern longer than Linux allows',
+    { dataplane: { listenSkipInterfaces: ['a-very-long-interface-name'] } },
+    /dataplane\.listenSkipInterfaces\.0: Does not match pattern/,
+  ],
+  [
+    'a probe port out of range',
+    { dataplane: { metrics: { probePort: 0 } } },
+    /dataplane\.metrics\.probePort: Must be greater than or equal to 1/,
+  ],
+  [
+    'a root uid for the non-root containers',
+    { securityContext: { runAsUser: 0 } },
+    /securityContext\.runAsUser: Must be greater than or equal to 1/,
+  ],
+  [
+    'an extra volume mount without a path',
+    { dataplane: { extraVolumeMounts: [{ name: 'nbd' }] } },
+    /dataplane\.extraVolumeMounts\.0: mountPath is required/,
+  ],
+  [
+    'crds.install as a string',
+    { crds: { install: 'yes' } },
+    /crds\.install: Invalid type\. Expected: boolean, given: string/,
+  ],
+  [
+    'a PDB minAvailable that is no number or percentage',
+    { operator: { podDisruptionBudget: { minAvailable: 'half' } } },
+    /operator\.podDisruptionBudget\.minAvailable/,
+  ],
+  [
+    'requireSnapshot misspelt',
+    { dataplane: { configSync: { requireSnapshots: true } } },
+    /Additional property requireSnapshots is not allowed/,
+  ],
   [
     'failure ratio above 1',
     { metrics: { prometheusRule: { transferFailureRatio: 5 } } },
@@ -86,6 +132,23 @@ describe('values.schema.json', { skip }, () => {
         resources: { limits: { memory: '6Gi', cpu: 2 } },
       },
       metrics: { serviceMonitor: { enabled: true, interval: '1m30s' } },
+    });
+    assert.equal(run.status, 0, run.stderr);
+  });
+
+  test('accepts the boot-network example of docs/helm.md', () => {
+    const run = helmWithValues(['template', 'boot'], {
+      dataplane: {
+        listen: ['192.168.1.0/24', 'fd00:b007::/64', '!192.168.1.1', 'eth1', '$(HOST_IP)'],
+        listenSkipInterfaces: ['lo', 'kube-ipvs0', 'cni*'],
+        statusAllow: ['10.20.0.0/16', 'fd00:20::/64'],
+        metrics: { listen: '127.0.0.1', probePort: 9671 },
+        extraVolumes: [{ name: 'nbd', hostPath: { path: '/run/nbd' } }],
+        extraVolumeMounts: [{ name: 'nbd', mountPath: '/run/nbd', readOnly: true }],
+      },
+      operator: { replicas: 2, podDisruptionBudget: { minAvailable: '50%' } },
+      securityContext: { runAsUser: 2000, runAsGroup: 2000 },
+      crds: { install: true, keep: false },
     });
     assert.equal(run.status, 0, run.stderr);
   });

@@ -1,6 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CliError, parseCli } from './cli.ts';
+import { DEFAULT_SKIP_INTERFACES, formatListenSelector } from './tftp/listen-spec.ts';
+import type { ListenSpec } from './tftp/listen-spec.ts';
+
+/** What a spec includes, as text: the addresses, blocks and interface patterns given. */
+const included = (spec: ListenSpec | undefined) => spec?.include.map(formatListenSelector);
 
 test('the original RTFTP arguments parse, with defaults for the rest', () => {
   const o = parseCli(
@@ -9,7 +14,7 @@ test('the original RTFTP arguments parse, with defaults for the rest', () => {
   );
   assert.ok(o);
   assert.deepEqual(
-    [o.root, o.listen, o.port, o.idleTimeoutS, o.metricsPort, o.configDir],
+    [o.root, included(o.listen), o.port, o.idleTimeoutS, o.metricsPort, o.configDir],
     ['/srv', ['10.0.0.1'], 6969, 60, 9669, '/srv'],
   );
 });
@@ -22,12 +27,54 @@ test('every flag can come from the environment; the command line wins', () => {
     RTFTP_LISTEN: '::1,127.0.0.1',
   });
   assert.ok(o);
-  assert.deepEqual([o.root, o.port, o.metricsPort, o.listen], ['/r', 70, 0, ['::1', '127.0.0.1']]);
+  assert.deepEqual(
+    [o.root, o.port, o.metricsPort, included(o.listen)],
+    ['/r', 70, 0, ['::1', '127.0.0.1']],
+  );
 });
 
-test('"all", 0.0.0.0 and :: mean every local address, each bound separately', () => {
-  for (const l of ['all', '0.0.0.0', '::'])
-    assert.equal(parseCli(['--root', '/r', '--listen', l], {})?.listen, 'all');
+test('"all", 0.0.0.0 and :: mean every local address but the skipped interfaces', () => {
+  for (const l of ['all', '0.0.0.0', '::']) {
+    const o = parseCli(['--root', '/r', '--listen', l], {});
+    assert.deepEqual(included(o?.listen), ['all']);
+    assert.deepEqual(o?.listen.skipInterfaces, DEFAULT_SKIP_INTERFACES);
+  }
+});
+
+test('listen terms: CIDRs, interfaces, exclusions, the skip list and the rescan period', () => {
+  const o = parseCli(
+    [
+      '--root',
+      '/r',
+      '--listen',
+      '10.0.0.0/24, eth1,!10.0.0.7,!docker0',
+      '--listen-skip-interfaces',
+      '',
+      '--listen-rescan',
+      '3',
+    ],
+    {},
+  );
+  assert.deepEqual(included(o?.listen), ['10.0.0.0/24', 'eth1']);
+  assert.equal(o?.listen.exclude.length, 2);
+  assert.deepEqual(o?.listen.skipInterfaces, []);
+  assert.equal(o?.listen.rescanMs, 3000);
+});
+
+test('exposure defaults: HTTP on every address of both families, /status to loopback only, no gate', () => {
+  const o = parseCli(['--root', '/r'], {});
+  assert.equal(o?.metricsListen, '');
+  assert.equal(o?.probePort, 0);
+  assert.equal(o?.statusAllow.size, 0);
+  assert.equal(o?.requireSnapshot, false);
+  const set = parseCli(
+    ['--root', '/r', '--status-allow', '10.1.0.0/16,fd00::/8', '--probe-port', '9671'],
+    { RTFTP_REQUIRE_SNAPSHOT: 'true' },
+  );
+  assert.equal(set?.statusAllow.toString(), '10.1.0.0/16,fd00::/8');
+  assert.equal(set?.probePort, 9671);
+  assert.equal(set?.requireSnapshot, true);
+  assert.equal(parseCli(['--root', '/r', '--require-snapshot'], {})?.requireSnapshot, true);
 });
 
 test('--help returns null', () => {
@@ -38,7 +85,13 @@ for (const [args, message] of [
   [[], /--root is required/],
   [['--root', '/r', '--port', '70000'], /--port: 70000 is out of range/],
   [['--root', '/r', '--port', 'abc'], /--port: not a whole number/],
-  [['--root', '/r', '--listen', 'example.com'], /--listen: not an IP address/],
+  [['--root', '/r', '--listen', 'tftp.example.com'], /--listen: "tftp.example.com" is neither/],
+  [['--root', '/r', '--listen', '10.0.0.300'], /--listen: not an IP address/],
+  [['--root', '/r', '--listen', '10.0.0.1/24'], /--listen: host bits set in 10.0.0.1\/24/],
+  [['--root', '/r', '--listen', '!all'], /--listen: "!all" excludes everything/],
+  [['--root', '/r', '--listen', ' , '], /--listen: no address given/],
+  [['--root', '/r', '--status-allow', '10.0.0.0/33'], /--status-allow: prefix \/33/],
+  [['--root', '/r', '--listen-skip-interfaces', 'a b'], /not an interface name pattern/],
   [['--root', '/r', '--bogus'], /Unknown option '--bogus'/],
   [['--root', '/r', '--log-level', 'loud'], /--log-level/],
 ] as const) {

@@ -4,12 +4,14 @@
  * given on the command line wins. Bad arguments are a CliError: one line, exit code 2.
  */
 import { parseArgs } from 'node:util';
-import { isIP } from 'node:net';
+import { CidrSet } from '../../common/src/cidr.ts';
+import { DEFAULT_SKIP_INTERFACES, parseListenSpec } from './tftp/listen-spec.ts';
+import type { ListenSpec } from './tftp/listen-spec.ts';
 
 export interface DataplaneOptions {
   root: string;
   configDir: string;
-  listen: string[] | 'all';
+  listen: ListenSpec;
   port: number;
   idleTimeoutS: number;
   metricsPort: number;
@@ -30,6 +32,12 @@ export interface DataplaneOptions {
   nbdLaunchTimeoutS: number;
   nbdReadTimeoutS: number;
   logLevel: string;
+  /** Port of the probe-only HTTP listener (/healthz, /readyz on every address); 0: none. */
+  probePort: number;
+  /** Clients besides loopback that /status answers. */
+  statusAllow: CidrSet;
+  /** Answer no read request until the config dir holds a complete snapshot marker. */
+  requireSnapshot: boolean;
 }
 
 export class CliError extends Error {
@@ -60,7 +68,9 @@ const FLAGS: Record<string, FlagSpec> = {
     env: 'RTFTP_LISTEN',
     kind: 'string',
     default: 'all',
-    help: 'comma-separated addresses to serve on, or "all" (each local address bound separately)',
+    help:
+      'where to serve, comma-separated: all, addresses, CIDRs (every local address inside), ' +
+      'interface names (globs), !exclusions; each local address is bound separately',
   },
   port: {
     env: 'RTFTP_PORT',
@@ -84,13 +94,13 @@ const FLAGS: Record<string, FlagSpec> = {
     default: '9669',
     min: 0,
     max: 65535,
-    help: 'HTTP port for /metrics, /healthz, /readyz, /status (0 = off)',
+    help: 'HTTP port for /metrics, /healthz, /readyz, /status (loopback only) (0 = off)',
   },
   'metrics-listen': {
     env: 'RTFTP_METRICS_LISTEN',
     kind: 'string',
-    default: '0.0.0.0',
-    help: 'address of the HTTP server',
+    default: '',
+    help: 'address of the HTTP server (default: every address, IPv6 and IPv4)',
   },
   'max-transfers': {
     env: 'RTFTP_MAX_TRANSFERS',
@@ -214,6 +224,40 @@ const FLAGS: Record<string, FlagSpec> = {
     default: 'info',
     help: 'trace, debug, info, warn, error',
   },
+  // Listening and exposure (issue 14: day one on a bare-metal cluster).
+  'listen-skip-interfaces': {
+    env: 'RTFTP_LISTEN_SKIP_INTERFACES',
+    kind: 'string',
+    default: DEFAULT_SKIP_INTERFACES.join(','),
+    help: 'interface name globs "all" leaves out ("" = none)',
+  },
+  'listen-rescan': {
+    env: 'RTFTP_LISTEN_RESCAN',
+    kind: 'int',
+    default: '10',
+    min: 1,
+    max: 3600,
+    help: 'seconds between scans of the interfaces for addresses that came or went',
+  },
+  'probe-port': {
+    env: 'RTFTP_PROBE_PORT',
+    kind: 'int',
+    default: '0',
+    min: 0,
+    max: 65535,
+    help: 'HTTP port serving only /healthz and /readyz on every address, for the kubelet (0 = none)',
+  },
+  'status-allow': {
+    env: 'RTFTP_STATUS_ALLOW',
+    kind: 'string',
+    default: '',
+    help: 'CIDRs of clients /status also answers, besides loopback',
+  },
+  'require-snapshot': {
+    env: 'RTFTP_REQUIRE_SNAPSHOT',
+    kind: 'boolean',
+    help: 'answer no request until <config-dir>/.rtftp-snapshot.json says complete',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -224,7 +268,7 @@ export function usage(): string {
     'Options (each also from its environment variable):',
   ];
   for (const [name, f] of Object.entries(FLAGS)) {
-    const def = f.default !== undefined ? ` [default: ${f.default}]` : '';
+    const def = f.default ? ` [default: ${f.default}]` : '';
     const env = f.env ? ` (${f.env})` : '';
     lines.push(`  --${name.padEnd(26)}${f.help}${def}${env}`);
   }
@@ -267,19 +311,20 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
   const int = (name: string) => intValue(name, get(name)!, FLAGS[name]!);
   const root = get('root');
   if (!root) throw new CliError('--root is required (or RTFTP_ROOT)');
-  const listenRaw = get('listen')!;
-  let listen: string[] | 'all' = 'all';
-  if (listenRaw !== 'all' && listenRaw !== '0.0.0.0' && listenRaw !== '::' && listenRaw !== '*') {
-    listen = listenRaw
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-    for (const a of listen) {
-      if (!isIP(a.replace(/%.*$/, '')))
-        throw new CliError(`--listen: not an IP address: ${JSON.stringify(a)}`);
-    }
-    if (listen.length === 0) throw new CliError('--listen: no address given');
+  const listen = parseListenSpec(
+    get('listen')!,
+    splitList(get('listen-skip-interfaces')!),
+    int('listen-rescan') * 1000,
+  );
+  if (!listen.ok) throw new CliError(`--listen: ${listen.error}`);
+  let statusAllow: CidrSet;
+  try {
+    statusAllow = CidrSet.parse(splitList(get('status-allow')!));
+  } catch (err) {
+    throw new CliError(`--status-allow: ${(err as Error).message}`);
   }
+  const flag = (name: string): boolean =>
+    values[name] === true || ['1', 'true', 'yes'].includes(env[FLAGS[name]!.env] ?? '');
   const logLevel = get('log-level')!;
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) {
     throw new CliError(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
@@ -291,7 +336,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
   return {
     root,
     configDir: get('config-dir') ?? root,
-    listen,
+    listen: listen.spec,
     port: int('port'),
     idleTimeoutS: int('idle-timeout'),
     metricsPort: int('metrics-port'),
@@ -312,5 +357,15 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     nbdLaunchTimeoutS: int('nbd-launch-timeout'),
     nbdReadTimeoutS: int('nbd-read-timeout'),
     logLevel,
+    probePort: int('probe-port'),
+    statusAllow,
+    requireSnapshot: flag('require-snapshot'),
   };
+}
+
+function splitList(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { DataplaneOptions } from './cli.ts';
 import type { DataplaneMetrics } from './metrics.ts';
 import type { FileSource } from './sources/source.ts';
+import type { SnapshotGate } from './config/snapshot-gate.ts';
 import type { DiskConnectOptions } from './sources/disk-session.ts';
 import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
 import { decideKvmAtStart } from './sources/nbd/kvm-probe.ts';
@@ -24,6 +25,7 @@ export async function startDiskSources(
   opts: DataplaneOptions,
   logger: Logger,
   metrics: DataplaneMetrics,
+  snapshotGate?: SnapshotGate,
 ): Promise<DiskSources> {
   const workDir = opts.workDir || join(tmpdir(), `rtftp-${process.pid}`);
   const nbd = createNbdSource({
@@ -51,7 +53,10 @@ export async function startDiskSources(
   });
   // Appliances must never outlive the daemon, whatever way it exits.
   process.once('exit', () => killAllGuestfish());
-  await nbd.start();
+  // With --require-snapshot the config watcher's first scan runs once the snapshot is
+  // complete and before the gate admits a request: every config of it is known by then.
+  if (snapshotGate) snapshotGate.runBeforeOpen(() => nbd.start());
+  else await nbd.start();
   // KVM is decided now, not at the first appliance, so rtftp_kvm_available leaves -1 at once
   // (the first connect reuses this decision). Same cache file as the guestfs connector's.
   void decideKvmAtStart({

@@ -7,7 +7,10 @@ import pino from 'pino';
 import { CliError, parseCli, usage } from './cli.ts';
 import type { DataplaneOptions } from './cli.ts';
 import { createDataplaneMetrics } from './metrics.ts';
-import { buildHttpServer } from './http/http-server.ts';
+import { buildHttpServer, buildProbeServer } from './http/http-server.ts';
+import { listenHttp } from './http/listen.ts';
+import { statusAccess } from './http/status-access.ts';
+import { SnapshotGate } from './config/snapshot-gate.ts';
 import { LocalDirSource } from './sources/local-dir.ts';
 import type { FileSource } from './sources/source.ts';
 import { TftpServer } from './tftp/server.ts';
@@ -40,7 +43,11 @@ async function main(): Promise<number> {
     return 2;
   }
   const metrics = createDataplaneMetrics();
-  const disks = await startDiskSources(opts, logger, metrics);
+  // --require-snapshot: no request is answered before the sync sidecar's snapshot is complete.
+  const snapshotGate = opts.requireSnapshot
+    ? new SnapshotGate({ dir: opts.configDir, logger, metrics })
+    : undefined;
+  const disks = await startDiskSources(opts, logger, metrics, snapshotGate);
   const sources: FileSource[] = [
     LocalDirSource.perClient(opts.root),
     ...disks.sources,
@@ -57,6 +64,7 @@ async function main(): Promise<number> {
     timeoutMs: opts.timeoutMs,
     maxRetries: opts.retries,
     maxWindowBytes: opts.maxWindowBytes,
+    ...(snapshotGate ? { admitRequest: snapshotGate.admit.bind(snapshotGate) } : {}),
   });
   try {
     await server.start();
@@ -70,43 +78,58 @@ async function main(): Promise<number> {
       () => true,
       () => false,
     );
-  let ready = await rootReadable();
+  let rootOk = await rootReadable();
+  let shuttingDown = false;
+  const notReadyReasons = (): string[] => [
+    ...(shuttingDown ? ['shutting down'] : []),
+    ...(rootOk ? [] : ['root unreadable']),
+    ...(server.addresses.length > 0 ? [] : ['--listen matches no address on this node']),
+    ...(snapshotGate && !snapshotGate.open ? ['no complete config snapshot yet'] : []),
+  ];
+  const ready = () => notReadyReasons().length === 0;
+  const updateReadiness = () => {
+    metrics.ready.set(ready() ? 1 : 0);
+    metrics.listenAddresses.set(server.addresses.length);
+  };
   const readinessTimer = setInterval(async () => {
-    ready = await rootReadable();
-    metrics.ready.set(ready ? 1 : 0);
+    rootOk = await rootReadable();
+    updateReadiness();
   }, 5000).unref();
-  metrics.ready.set(ready ? 1 : 0);
+  updateReadiness();
   logger.info(
     { port: server.port, addresses: server.addresses, root: opts.root },
     'Server listening',
   );
 
+  const probes = { ready, notReadyReasons };
   const http = buildHttpServer({
     registry: metrics.registry,
-    ready: () => ready,
-    status: () => ({ transfersActive: server.activeTransfers, ...disks.status() }),
+    ...probes,
+    status: () => ({
+      transfersActive: server.activeTransfers,
+      listening: server.addresses,
+      ...disks.status(),
+      ...(snapshotGate ? { configSnapshot: snapshotGate.status() } : {}),
+    }),
+    statusAllowed: statusAccess(opts.statusAllow),
   });
-  if (opts.metricsPort !== 0) {
+  // The probe-only server answers the kubelet at the node IP, whatever --metrics-listen is.
+  const httpServers = [
+    { app: http, port: opts.metricsPort, host: opts.metricsListen, name: 'HTTP server' },
+    { app: buildProbeServer(probes), port: opts.probePort, host: '', name: 'Probe server' },
+  ].filter((s) => s.port !== 0);
+  for (const s of httpServers) {
     try {
-      await http.listen({ port: opts.metricsPort, host: opts.metricsListen });
-      const addr = http.server.address();
-      logger.info(
-        {
-          port: typeof addr === 'object' && addr ? addr.port : opts.metricsPort,
-          address: opts.metricsListen,
-        },
-        'HTTP server listening',
-      );
+      const bound = await listenHttp(s.app, s.port, s.host);
+      logger.info(bound, `${s.name} listening`);
     } catch (err) {
-      logger.fatal(
-        { err: (err as Error).message, port: opts.metricsPort },
-        'HTTP server could not start',
-      );
+      logger.fatal({ err: (err as Error).message, port: s.port }, `${s.name} could not start`);
       server.stop(0);
       await disks.stop();
       return 1;
     }
   }
+  void snapshotGate?.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -118,10 +141,11 @@ async function main(): Promise<number> {
         'Shutdown started',
       );
       clearInterval(readinessTimer);
-      ready = false;
+      shuttingDown = true;
+      snapshotGate?.stop();
       await server.stop(opts.gracePeriodS * 1000);
       await disks.stop();
-      await http.close();
+      for (const s of httpServers) await s.app.close();
       logger.info({}, 'Shutdown completed');
       resolve(0);
     };

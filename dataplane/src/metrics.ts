@@ -75,7 +75,7 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     }),
     ready: new Gauge({
       name: 'rtftp_ready',
-      help: '1 when the TFTP sockets are bound and the root is readable',
+      help: '1 when the TFTP sockets are bound, the root is readable and (--require-snapshot) a config snapshot is served',
       registers,
     }),
     // NBD disks (both backends)
@@ -142,6 +142,35 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     ),
     // Which build runs where (docs/runbooks.md, "Version and process metrics").
     buildInfo: buildInfoGauge(registers, 'dataplane'),
+    // Listening and the config snapshot gate (issue 14).
+    listenAddresses: new Gauge({
+      name: 'rtftp_listen_addresses',
+      help: 'Local addresses the TFTP server listens on (0: --listen matches nothing on this node)',
+      registers,
+    }),
+    requestsDropped: new Counter({
+      name: 'rtftp_requests_dropped_total',
+      help: 'Read requests dropped with no reply, by reason (snapshot-pending: no complete config snapshot yet)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    configSnapshotTimestamp: new Gauge({
+      name: 'rtftp_config_snapshot_timestamp_seconds',
+      help: 'Unix time the served config snapshot was complete (syncedAt of its marker); 0 while none is served',
+      registers,
+    }),
+    configSnapshotInfo: new Gauge({
+      name: 'rtftp_config_snapshot_info',
+      help: 'Always 1, for the served config snapshot: source is api (from the API server) or node (the copy kept on the node)',
+      labelNames: ['source'] as const,
+      registers,
+    }),
+    configSnapshotResourceVersion: new Gauge({
+      name: 'rtftp_config_snapshot_resource_version_info',
+      help: 'Always 1, one per rendered ConfigMap (shard) of the served config snapshot, with its resourceVersion',
+      labelNames: ['configmap', 'resource_version'] as const,
+      registers,
+    }),
   };
 }
 

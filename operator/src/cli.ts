@@ -16,7 +16,10 @@ export class UsageError extends Error {
 interface Common {
   namespace: string;
   metricsPort: number;
+  /** '' = every address, IPv6 and IPv4. */
   metricsListen: string;
+  /** Port of a server with only /healthz and /readyz on every address; 0 = none. */
+  probePort: number;
   watchTimeoutSeconds: number;
   logLevel: string;
 }
@@ -46,6 +49,7 @@ const OPTIONS = {
   'all-namespaces': { type: 'boolean' },
   'metrics-port': { type: 'string' },
   'metrics-listen': { type: 'string' },
+  'probe-port': { type: 'string' },
   'watch-timeout': { type: 'string' },
   'log-level': { type: 'string' },
   shards: { type: 'string' },
@@ -61,10 +65,10 @@ const OPTIONS = {
   help: { type: 'boolean' },
 } as const;
 
-export const USAGE = `usage: rtftp-operator [controller] [--namespace NS] [--watch-namespace NS | --all-namespaces] [--metrics-port N] [--metrics-listen ADDR]
+export const USAGE = `usage: rtftp-operator [controller] [--namespace NS] [--watch-namespace NS | --all-namespaces] [--metrics-port N] [--metrics-listen ADDR] [--probe-port N]
          [--shards N] [--workers N] [--lease-name NAME] [--lease-duration S] [--renew-deadline S] [--retry-period S]
          [--identity ID] [--watch-timeout S] [--log-level LEVEL]
-       rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--metrics-port N] [--watch-timeout S]`;
+       rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--metrics-port N] [--metrics-listen ADDR] [--probe-port N] [--watch-timeout S]`;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -104,7 +108,8 @@ export function parseCli(
   const common: Common = {
     namespace,
     metricsPort: num('metrics-port', mode === 'sync' ? 8081 : 8080, 0, 65535),
-    metricsListen: get('metrics-listen') ?? '0.0.0.0',
+    metricsListen: get('metrics-listen') ?? '',
+    probePort: num('probe-port', 0, 0, 65535),
     watchTimeoutSeconds: num('watch-timeout', 300, 1, 3600),
     logLevel,
   };

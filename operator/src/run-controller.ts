@@ -90,6 +90,7 @@ export async function runController(
   const http = await startHttpServer({
     port: args.metricsPort,
     host: args.metricsListen,
+    probePort: args.probePort,
     registry: metrics.registry,
     ready,
     log,

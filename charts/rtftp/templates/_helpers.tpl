@@ -84,8 +84,8 @@ node
 {{- define "rtftp.dataplaneSecurityContext" -}}
 {{- if not (include "rtftp.dataplaneNeedsBindCap" .) -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
@@ -94,8 +94,8 @@ seccompProfile:
   type: RuntimeDefault
 {{- else if eq .Values.dataplane.bindStrategy "fileCapability" -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
 # The kernel grants a file capability only when no_new_privs is off.
 allowPrivilegeEscalation: true
 readOnlyRootFilesystem: true
@@ -108,7 +108,7 @@ seccompProfile:
 {{- else -}}
 runAsNonRoot: false
 runAsUser: 0
-runAsGroup: 10001
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
@@ -122,8 +122,8 @@ seccompProfile:
 {{/* Pod Security "restricted" container settings: the operator and the sync sidecar. */}}
 {{- define "rtftp.restrictedSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
@@ -155,4 +155,14 @@ projected:
             fieldRef:
               apiVersion: v1
               fieldPath: metadata.namespace
+{{- end -}}
+
+{{/* The taints kubeadm and most distributions put on control-plane nodes (old and new name). */}}
+{{- define "rtftp.controlPlaneTolerations" -}}
+- key: node-role.kubernetes.io/control-plane
+  operator: Exists
+  effect: NoSchedule
+- key: node-role.kubernetes.io/master
+  operator: Exists
+  effect: NoSchedule
 {{- end -}}

@@ -2,24 +2,26 @@
  * One UDP socket per local address. Node's dgram cannot tell which local address a
  * datagram arrived on (no IP_PKTINFO), and firmware drops replies from any other
  * address, so "listen everywhere" means: bind each address separately, and rescan the
- * interfaces for addresses that come and go.
+ * interfaces for addresses that come and go. Which addresses: `--listen` (listen-spec.ts).
  */
 import dgram from 'node:dgram';
 import type { RemoteInfo, Socket } from 'node:dgram';
 import { networkInterfaces } from 'node:os';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
+import { describeListenSpec, selectListenAddresses } from './listen-spec.ts';
+import type { ListenSpec, LocalAddress, SelectedAddress } from './listen-spec.ts';
 
 export type OnDatagram = (local: string, msg: Buffer, rinfo: RemoteInfo) => void;
 
 /** Every address of every interface, IPv6 link-local ones with their zone. */
-export function localAddresses(): string[] {
-  const out: string[] = [];
+export function localAddresses(): LocalAddress[] {
+  const out: LocalAddress[] = [];
   for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
     for (const a of addrs ?? []) {
       if (a.family === 'IPv6' && a.address.toLowerCase().startsWith('fe80:'))
-        out.push(`${a.address}%${ifname}`);
-      else out.push(a.address);
+        out.push({ address: `${a.address}%${ifname}`, interface: ifname });
+      else out.push({ address: a.address, interface: ifname });
     }
   }
   return out;
@@ -68,18 +70,31 @@ export async function openTransferSocket(
   }
 }
 
+/**
+ * The listening sockets of one `--listen` spec. At start, a selected address that cannot be
+ * bound for good (port taken, no permission) stops the server with RTFTP_ERR_BIND, unless
+ * only `all` chose it; an address that is not on this node (EADDRNOTAVAIL, or an IPv6
+ * address still in duplicate address detection) is simply not bound yet. A spec that
+ * matches nothing is not an error: the server runs not-ready (`addresses` is empty) and
+ * the rescan binds addresses as they appear, every `spec.rescanMs`.
+ */
 export class Listeners {
   private readonly sockets = new Map<string, Socket>();
+  /** Last bind failure logged per address, so a rescan repeats no log line. */
+  private readonly failures = new Map<string, string>();
   private rescanTimer: NodeJS.Timeout | null = null;
+  private rescanning = false;
+  private closed = false;
+  private matchedNothing = false;
   /** The port actually bound (differs from the asked one when that was 0). */
   port: number;
 
   constructor(
-    private readonly wanted: string[] | 'all',
+    private readonly spec: ListenSpec,
     port: number,
     private readonly onDatagram: OnDatagram,
     private readonly logger: Logger,
-    private readonly rescanMs = 10_000,
+    private readonly listAddresses: () => LocalAddress[] = localAddresses,
   ) {
     this.port = port;
   }
@@ -89,58 +104,103 @@ export class Listeners {
   }
 
   async start(): Promise<void> {
-    const addrs = this.wanted === 'all' ? localAddresses() : this.wanted;
-    for (const a of addrs) await this.bindOne(a, this.wanted !== 'all');
-    if (this.sockets.size === 0)
-      throw Object.assign(new Error('no address could be bound'), { code: 'RTFTP_ERR_BIND' });
-    if (this.wanted === 'all') {
-      this.rescanTimer = setInterval(() => void this.rescan(), this.rescanMs);
-      this.rescanTimer.unref();
+    const selected = selectListenAddresses(this.spec, this.listAddresses());
+    let failedForGood = 0;
+    for (const s of selected) {
+      const err = await this.bindOne(s.address);
+      if (!err || notPresent(err)) {
+        if (err) this.noteFailure(s, err);
+        continue;
+      }
+      if (err.code === 'EACCES' || !s.implicit) throw bindError(s.address, this.port, err);
+      failedForGood++;
+      this.noteFailure(s, err);
     }
+    if (this.sockets.size === 0 && failedForGood > 0)
+      throw Object.assign(new Error('no address could be bound'), { code: 'RTFTP_ERR_BIND' });
+    this.noteMatch(selected);
+    this.rescanTimer = setInterval(() => void this.rescan(), this.spec.rescanMs);
+    this.rescanTimer.unref();
   }
 
-  private async rescan(): Promise<void> {
-    const now = new Set(localAddresses());
-    for (const [a, s] of this.sockets) {
-      if (!now.has(a)) {
+  /** Binds addresses that appeared, closes the ones that went; never throws. */
+  async rescan(): Promise<void> {
+    if (this.rescanning || this.closed) return;
+    this.rescanning = true;
+    try {
+      const selected = selectListenAddresses(this.spec, this.listAddresses());
+      const wanted = new Set(selected.map((s) => s.address));
+      for (const [a, s] of this.sockets) {
+        if (wanted.has(a)) continue;
         s.close();
         this.sockets.delete(a);
         this.logger.info({ address: a }, 'Address removed');
       }
+      for (const s of selected) {
+        if (this.sockets.has(s.address)) continue;
+        const err = await this.bindOne(s.address);
+        if (err) this.noteFailure(s, err);
+        else if (this.sockets.has(s.address))
+          this.logger.info({ address: s.address, port: this.port }, 'Address added');
+      }
+      this.noteMatch(selected);
+    } finally {
+      this.rescanning = false;
     }
-    for (const a of now) if (!this.sockets.has(a)) await this.bindOne(a, false);
   }
 
-  private bindOne(address: string, mustBind: boolean): Promise<void> {
-    return new Promise((resolve, reject) => {
+  /** One line when the server stops having anything to listen on, not one per rescan. */
+  private noteMatch(selected: SelectedAddress[]): void {
+    const nothing = this.sockets.size === 0;
+    if (nothing && !this.matchedNothing) {
+      this.logger.warn(
+        {
+          ...describeListenSpec(this.spec),
+          port: this.port,
+          selected: selected.map((s) => s.address),
+          interfaces: [...new Set(this.listAddresses().map((a) => a.interface))].join(','),
+        },
+        'Listen matched no address; not ready until one appears',
+      );
+    }
+    this.matchedNothing = nothing;
+  }
+
+  private noteFailure(s: SelectedAddress, err: NodeJS.ErrnoException): void {
+    const code = err.code ?? err.message;
+    if (this.failures.get(s.address) === code) return;
+    this.failures.set(s.address, code);
+    if (notPresent(err))
+      this.logger.info(
+        { address: s.address, port: this.port, err: code },
+        'Address not available on this node; retried at every rescan',
+      );
+    else this.logger.warn({ address: s.address, port: this.port, err: code }, 'Address not bound');
+  }
+
+  private bindOne(address: string): Promise<NodeJS.ErrnoException | undefined> {
+    return new Promise((resolve) => {
       const socket = createUdpSocket(address);
       const onError = (err: NodeJS.ErrnoException) => {
         socket.close();
-        if (mustBind) {
-          reject(
-            Object.assign(
-              new Error(`cannot bind ${address} port ${this.port}: ${err.code ?? err.message}`),
-              { code: 'RTFTP_ERR_BIND', cause: err },
-            ),
-          );
-        } else {
-          this.logger.warn(
-            { address, port: this.port, err: err.code ?? err.message },
-            'Address not bound',
-          );
-          resolve();
-        }
+        resolve(err);
       };
       socket.once('error', onError);
       socket.bind({ address, port: this.port, exclusive: true }, () => {
         socket.off('error', onError);
+        if (this.closed) {
+          socket.close();
+          resolve(undefined);
+          return;
+        }
         socket.on('error', (err) =>
           this.logger.warn({ address, err: err.message }, 'Listener socket error'),
         );
         if (this.port === 0) this.port = socket.address().port;
         socket.on('message', (msg, rinfo) => this.onDatagram(address, msg, rinfo));
         this.sockets.set(address, socket);
-        resolve();
+        this.failures.delete(address);
+        resolve(undefined);
       });
     });
   }
@@ -150,8 +210,24 @@ export class Listeners {
   }
 
   close(): void {
+    this.closed = true;
     if (this.rescanTimer) clearInterval(this.rescanTimer);
     for (const s of this.sockets.values()) s.close();
     this.sockets.clear();
   }
+}
+
+/** The address is not (yet) on this node: absent, or IPv6 still in duplicate address detection. */
+function notPresent(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'EADDRNOTAVAIL';
+}
+
+function bindError(address: string, port: number, err: NodeJS.ErrnoException): Error {
+  return Object.assign(
+    new Error(`cannot bind ${address} port ${port}: ${err.code ?? err.message}`),
+    {
+      code: 'RTFTP_ERR_BIND',
+      cause: err,
+    },
+  );
 }

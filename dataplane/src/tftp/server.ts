@@ -14,6 +14,7 @@ import { resolveInView } from '../sources/view.ts';
 import { encodeError, parsePacket } from './codec.ts';
 import type { RequestPacket } from './codec.ts';
 import { Listeners, openTransferSocket } from './listeners.ts';
+import type { ListenSpec } from './listen-spec.ts';
 import { NetasciiFile, netasciiSize } from './netascii.ts';
 import { negotiateOptions } from './options.ts';
 import { Opcode, TFTP_ERROR_NAMES, TftpError } from './protocol.ts';
@@ -23,7 +24,7 @@ import { ClientLastSeen, ErrorBudget } from './server-support.ts';
 
 export interface ServerOptions {
   sources: readonly FileSource[];
-  listen: string[] | 'all';
+  listen: ListenSpec;
   port: number;
   logger: Logger;
   metrics: DataplaneMetrics;
@@ -34,6 +35,11 @@ export interface ServerOptions {
   maxRetries: number;
   /** Bound on window × blksize a transfer keeps for retransmission. */
   maxWindowBytes: number;
+  /**
+   * False holds a read request back with no reply at all (the firmware retries): the
+   * config snapshot gate (config/snapshot-gate.ts), which counts and logs what it drops.
+   */
+  admitRequest?: (client: RemoteInfo, file: string) => boolean;
 }
 
 interface ActiveTransfer {
@@ -154,6 +160,7 @@ export class TftpServer {
 
   private onReadRequest(local: string, req: RequestPacket, rinfo: RemoteInfo): void {
     if (this.draining) return;
+    if (this.opts.admitRequest && !this.opts.admitRequest(rinfo, req.filename)) return;
     const key = `${local}|${rinfo.address}|${rinfo.port}`;
     const existing = this.transfers.get(key);
     if (existing) {

@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 
 let made = 0;
 
-function ip(...args: string[]): void {
+/** Runs `ip` with these arguments; throws TEST_NETNS_FAILED with its stderr. */
+export function ip(...args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
   if (r.status !== 0) {
     throw Object.assign(new Error(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`), {

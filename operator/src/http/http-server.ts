@@ -1,6 +1,11 @@
 /**
  * /metrics, /healthz, /readyz over fastify, for the operator and the sync sidecar.
  * Readiness is "informers have synced": before that a replica knows nothing.
+ *
+ * An empty host means every address of both families (`::` with IPv4 mapped, 0.0.0.0 on a
+ * kernel without IPv6): the kubelet probes the pod IP, IPv6 on an IPv6-only cluster. A
+ * probe port adds a server with only /healthz and /readyz on every address, for the sync
+ * sidecar on the host network when --metrics-listen narrows the main server to one address.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -9,9 +14,31 @@ import type { Registry } from 'prom-client';
 export interface HttpServerOptions {
   port: number;
   host: string;
+  /** Port of the probe-only server; 0 or absent: none. */
+  probePort?: number;
   registry: Registry;
   ready: () => boolean;
   log: Logger;
+}
+
+function registerProbeRoutes(app: FastifyInstance, ready: () => boolean): void {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    if (ready()) return { status: 'ready' };
+    reply.code(503);
+    return { status: 'not ready', reason: 'informers have not synced' };
+  });
+}
+
+async function listenOn(app: FastifyInstance, port: number, host: string): Promise<number> {
+  if (host) await app.listen({ port, host });
+  else
+    await app.listen({ port, host: '::' }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EAFNOSUPPORT' && err.code !== 'EADDRNOTAVAIL') throw err;
+      return app.listen({ port, host: '0.0.0.0' });
+    });
+  const address = app.server.address();
+  return typeof address === 'object' && address ? address.port : port;
 }
 
 export async function startHttpServer(o: HttpServerOptions): Promise<FastifyInstance> {
@@ -20,15 +47,25 @@ export async function startHttpServer(o: HttpServerOptions): Promise<FastifyInst
     reply.header('content-type', o.registry.contentType);
     return o.registry.metrics();
   });
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
-    if (o.ready()) return { status: 'ready' };
-    reply.code(503);
-    return { status: 'not ready', reason: 'informers have not synced' };
-  });
-  await app.listen({ port: o.port, host: o.host });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : o.port;
-  o.log.info({ port, host: o.host }, 'HTTP server listening');
+  registerProbeRoutes(app, o.ready);
+  const probes = o.probePort ? Fastify({ logger: false }) : undefined;
+  if (probes) {
+    registerProbeRoutes(probes, o.ready);
+    // One handle for the caller: closing the main server closes the probe server too.
+    app.addHook('onClose', async () => {
+      await probes.close();
+    });
+  }
+  const port = await listenOn(app, o.port, o.host);
+  o.log.info({ port, host: o.host || '::' }, 'HTTP server listening');
+  if (probes) {
+    try {
+      const probePort = await listenOn(probes, o.probePort!, '');
+      o.log.info({ port: probePort, host: '::' }, 'Probe server listening');
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+  }
   return app;
 }

@@ -79,6 +79,7 @@ export async function runSync(args: SyncArgs, log: Logger): Promise<() => Promis
       ? await startHttpServer({
           port: args.metricsPort,
           host: args.metricsListen,
+          probePort: args.probePort,
           registry: metrics.registry,
           ready: () => informer.hasSynced,
           log,
