@@ -126,6 +126,7 @@ export const VALUE_SETS: Record<string, object> = {
 
 export interface Container extends CheckedContainer {
   name: string;
+  image?: string;
   command?: string[];
   args?: string[];
   resources?: { limits?: Record<string, string> };
