@@ -105,7 +105,9 @@ ARG DEBIAN_FRONTEND=noninteractive
 # and needs no write access outside its emptyDirs; then the kernel package, the tools and
 # documentation go.
 RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
-    apt-get update \
+# No initramfs for the kernel: the appliance boots an initrd supermin makes (saves minutes).
+    ln -s /bin/true /usr/local/sbin/update-initramfs \
+ && apt-get update \
  && apt-get install -y --no-install-recommends \
       guestfish libguestfs-tools linux-image-amd64 tini libcap2-bin e2fsprogs \
  && mkdir -p /usr/lib/rtftp/appliance \
@@ -135,11 +137,15 @@ RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
  && cd / && chmod -R a+rX /usr/lib/rtftp/appliance \
  && cp /mnt/build/node /usr/local/bin/node \
  && setcap cap_net_bind_service=+ep /usr/local/bin/node \
- && apt-get purge -y --auto-remove libguestfs-tools libcap2-bin \
+# (libcap2-bin stays: iproute2, which libguestfs needs, depends on it.)
+ && apt-get purge -y --auto-remove libguestfs-tools \
       $(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 'linux-image-*' | awk '$1 == "ii" {print $2}') \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/tmp/.guestfs-* /tmp/.guestfs-* \
       /usr/share/doc /usr/share/man /usr/share/info /usr/share/locale /boot/* \
- && find / -xdev -type f -perm /6000 -exec chmod a-s {} +
+      /usr/local/sbin/update-initramfs /vmlinuz* /initrd.img* \
+ && find / -xdev -type f -perm /6000 -exec chmod a-s {} + \
+# What the dataplane runs is still there after the purge.
+ && guestfish --version && qemu-system-x86_64 --version && tini --version
 COPY --from=build /out/dataplane /app
 # guestfish runs the fixed appliance under libguestfs' direct backend (no libvirtd).
 ENV LIBGUESTFS_PATH=/usr/lib/rtftp/appliance \

@@ -254,10 +254,6 @@ for target in "${TARGETS[@]}"; do
   fi
   log "$name built in $((SECONDS - t0)) s"
 done
-if [ "$ENGINE" = buildah ]; then
-  # Intermediate images no tag or cached step refers to any more.
-  buildah rmi --prune >/dev/null 2>&1 || true
-fi
 
 if [ -n "$SAVE_DIR" ]; then
   mkdir -p "$SAVE_DIR"

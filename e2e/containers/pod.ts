@@ -15,7 +15,7 @@
  *   does not (--read-only-tmpfs=false): only the chart's emptyDirs are writable.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import {
   containerOf,
   findObject,
@@ -31,8 +31,18 @@ import { startProcess, type TrackedProcess } from '../harness/processes.ts';
 /** The names scripts/build-image.sh gives the images; the chart renders them with these values. */
 export const BUILT_IMAGES = { image: { registry: 'localhost', tag: 'dev' } };
 
-/** Why podman cannot run the images here, or undefined when it can. */
+/**
+ * Why podman cannot run the images here, or undefined when it can. With
+ * RTFTP_REQUIRE_CONTAINERS=1 (scripts/test.sh, CI) a reason is an error, not a skip.
+ */
 export function podmanMissingReason(images: string[]): string | undefined {
+  const reason = missingReason(images);
+  if (reason && process.env.RTFTP_REQUIRE_CONTAINERS === '1')
+    throw new Error(`the container tests must run here but cannot: ${reason}`);
+  return reason;
+}
+
+function missingReason(images: string[]): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (podman, network namespaces)';
   for (const tool of ['podman', 'runc', 'ip']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
@@ -274,8 +284,3 @@ export function processCredentials(pid: number): { uid: number; capPrm: bigint; 
 }
 
 export const CAP_NET_BIND_SERVICE = 1n << 10n;
-
-/** True when the file exists in the image's filesystem as the container sees it. */
-export function existsInContainer(pid1: number, path: string): boolean {
-  return existsSync(`/proc/${pid1}/root${path}`);
-}
