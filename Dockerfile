@@ -37,10 +37,15 @@ RUN npm run build \
  && cd /out \
  && rm operator/package-lock.json dataplane/package-lock.json \
  && find . -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete \
- && find . -type d -empty -delete \
-# The node binary without its debug symbols (107 MB instead of 125 MB); exports stay.
- && apt-get update \
+ && find . -type d -empty -delete
+
+# The node binary without its debug symbols (107 MB instead of 125 MB; its dynamic symbols
+# stay). A stage of its own: it changes only with the Node image, so a source change never
+# rebuilds a step that copies node (the appliance step does).
+FROM ${NODE_IMAGE} AS node
+RUN apt-get update \
  && apt-get install -y --no-install-recommends binutils \
+ && mkdir /out \
  && cp /usr/local/bin/node /out/node \
  && strip /out/node \
  && /out/node -e 'process.exit(0)'
@@ -56,7 +61,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 
 FROM runtime AS operator
-COPY --from=build /out/node /usr/local/bin/node
+COPY --from=node /out/node /usr/local/bin/node
 COPY --from=build /out/operator /app
 USER 10001:10001
 EXPOSE 8080/tcp 9670/tcp
@@ -78,10 +83,10 @@ LABEL org.opencontainers.image.title=rtftp-operator \
 # (docs/images.md, "Capabilities"). tini is PID 1: it reaps orphaned guestfish and qemu
 # processes and forwards signals to node.
 FROM runtime AS dataplane-native
-RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
+RUN --mount=type=bind,from=node,source=/out,target=/mnt/node \
     apt-get update \
  && apt-get install -y --no-install-recommends tini libcap2-bin \
- && cp /mnt/build/node /usr/local/bin/node \
+ && cp /mnt/node/node /usr/local/bin/node \
  && setcap cap_net_bind_service=+ep /usr/local/bin/node \
  && apt-get purge -y --auto-remove libcap2-bin \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
@@ -104,7 +109,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 # once here as a "fixed appliance" (kernel, initrd, root image), so a pod never runs supermin
 # and needs no write access outside its emptyDirs; then the kernel package, the tools and
 # documentation go.
-RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
+RUN --mount=type=bind,from=node,source=/out,target=/mnt/node \
 # No initramfs for the kernel: the appliance boots an initrd supermin makes (saves minutes).
     ln -s /bin/true /usr/local/sbin/update-initramfs \
  && apt-get update \
@@ -135,7 +140,7 @@ RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
  && block_size=$(dumpe2fs -h root 2>/dev/null | sed -n 's/^Block size: *//p') \
  && truncate -s $((blocks * block_size)) root \
  && cd / && chmod -R a+rX /usr/lib/rtftp/appliance \
- && cp /mnt/build/node /usr/local/bin/node \
+ && cp /mnt/node/node /usr/local/bin/node \
  && setcap cap_net_bind_service=+ep /usr/local/bin/node \
 # (libcap2-bin stays: iproute2, which libguestfs needs, depends on it.)
  && apt-get purge -y --auto-remove libguestfs-tools \

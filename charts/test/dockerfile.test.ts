@@ -278,7 +278,7 @@ describe('Dockerfile', () => {
       // node carries the capability, set in the step that writes it (one copy in the image).
       assert.match(
         run(target),
-        /cp \/mnt\/build\/node \/usr\/local\/bin\/node && setcap cap_net_bind_service=\+ep \/usr\/local\/bin\/node/,
+        /cp \/mnt\/node\/node \/usr\/local\/bin\/node && setcap cap_net_bind_service=\+ep \/usr\/local\/bin\/node/,
         target,
       );
       assert.deepEqual(execForm(targetSteps(target), 'ENTRYPOINT'), ['/usr/bin/tini', '--']);
