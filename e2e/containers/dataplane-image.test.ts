@@ -44,8 +44,21 @@ const FLAVORS = [
 
 const METRICS_PORT = 9669;
 
+/**
+ * The full image's appliance, built inside the image build, fails libguestfs'
+ * list-filesystems (udev makes no /dev/disk/by-path links in it; docs/images.md, "Known
+ * problem"), and the Dockerfile's appliance check now fails that build. Until it is fixed
+ * the full image is built and tested only on request.
+ */
+const FULL_IMAGE_PROBLEM =
+  'the full image is opt-in (RTFTP_TEST_FULL_IMAGE=1) until its in-build appliance passes ' +
+  "list-filesystems (docs/images.md, 'Known problem')";
+
 for (const { flavor, image, guestfs } of FLAVORS) {
-  const skip = podmanMissingReason([image]);
+  const skip =
+    guestfs && process.env.RTFTP_TEST_FULL_IMAGE !== '1'
+      ? FULL_IMAGE_PROBLEM
+      : podmanMissingReason([image]);
   if (skip) console.log(`# skipped the ${flavor} dataplane image tests: ${skip}`);
   describe(`the ${flavor} dataplane image (${image}) as the chart runs it`, { skip }, () => {
     let dir = '';
@@ -162,6 +175,26 @@ for (const { flavor, image, guestfs } of FLAVORS) {
         capEff: CAP_NET_BIND_SERVICE,
       });
       assert.equal(logs().find((e) => e.msg === 'Server listening')?.port, 69);
+    });
+
+    test('an orphaned process in the container is reaped by PID 1 (tini), no zombie stays', async () => {
+      const hostPid1 = dataplane!.pid1();
+      // sh exits at once; its background sleep is re-parented to PID 1 and exits a second later.
+      const exec = spawnSync('podman', ['exec', dataplane!.name, 'sh', '-c', 'sleep 1 & exit 0'], {
+        encoding: 'utf8',
+      });
+      assert.equal(exec.status, 0, exec.stderr);
+      let procs = containerProcesses(hostPid1);
+      for (let waited = 0; waited < 10_000; waited += 250) {
+        await new Promise((r) => setTimeout(r, 250));
+        procs = containerProcesses(hostPid1);
+        if (!procs.some((p) => p.comm === 'sleep')) break;
+      }
+      assert.deepEqual(
+        procs.filter((p) => p.comm === 'sleep' || p.state === 'Z'),
+        [],
+        'the orphan exited and was reaped',
+      );
     });
 
     test('serves a file from default/', async () => {
