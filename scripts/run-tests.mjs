@@ -2,6 +2,7 @@
 // Runs the test suite with node's built-in runner (Node 20 has no glob support in --test).
 //   --unit   only the unit tests (files beside the code under */src/); they need nothing installed
 // Every other *.test.ts (dataplane/test, operator/test, charts, e2e) starts the real parts it needs.
+// e2e/containers runs only when named (scripts/test.sh does, after scripts/build-image.sh).
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -33,6 +34,8 @@ let files = ['common', 'dataplane', 'operator', 'charts', 'e2e', 'bench']
   .sort();
 if (unitOnly) files = files.filter((f) => /\/src\//.test(f));
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
+// The container tests need the images built first: scripts/test.sh runs them last, by name.
+else files = files.filter((f) => !f.startsWith('e2e/containers/'));
 // Unit tests first: they fail fast and cheaply.
 files.sort((a, b) => Number(!/\/src\//.test(a)) - Number(!/\/src\//.test(b)) || a.localeCompare(b));
 if (files.length === 0) {

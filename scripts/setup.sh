@@ -21,6 +21,11 @@ APT_PACKAGES=(
   unzip
 )
 
+# Container images (scripts/build-image.sh, e2e/containers; docs/images.md): buildah builds
+# without a Docker engine, podman runs the images with runc (crun refuses hybrid cgroups),
+# debootstrap makes the base images when no registry can be reached.
+APT_PACKAGES+=(buildah podman runc debootstrap)
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

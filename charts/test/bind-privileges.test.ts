@@ -2,8 +2,10 @@
  * The dataplane's security context, tried on the real kernel: the real rtftp is started
  * the way a container runtime would start the rendered container (its uid and gid, a
  * bounding set of exactly the rendered capabilities, no_new_privs unless
- * allowPrivilegeEscalation, nothing in the permitted set for a non-root user) inside a
- * network namespace of its own, and a real TFTP client fetches a file from it.
+ * allowPrivilegeEscalation, nothing in the permitted set for a non-root user) under a node
+ * that carries the file capability as the dataplane images' node does, inside a network
+ * namespace of its own, and a real TFTP client fetches a file from it. e2e/containers runs
+ * the built images themselves the same way.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -64,7 +66,7 @@ if (nonRootSkip && !skip) console.log(`# skipped the non-root bind tests: ${nonR
 
 const NETNS = `rtftp-bind-${process.pid}`;
 let dir = '';
-let netbind = '';
+let imageNode = '';
 const children = new Set<ChildProcess>();
 
 /** setpriv arguments that give a process what the runtime gives the rendered container. */
@@ -98,16 +100,22 @@ interface Started {
   child: ChildProcess;
 }
 
+/** The rendered command after tini (PID 1 in the image, irrelevant to privileges here). */
+function commandAfterInit(container: Container): string[] {
+  const command = container.command ?? [];
+  return command[0] === '/usr/bin/tini' && command[1] === '--' ? command.slice(2) : command;
+}
+
 /** Starts bin/rtftp.js as the container would run it; resolves once it listens or gives up. */
 function startAsRendered(container: Container, port: number): Promise<Started> {
-  const node = container.command?.[0] === 'node-netbind' ? netbind : process.execPath;
+  assert.deepEqual(commandAfterInit(container), ['node', '/app/bin/rtftp.js']);
   const args = [
     'netns',
     'exec',
     NETNS,
     'setpriv',
     ...runtimeIdentity(container),
-    node,
+    imageNode,
     join(repoDir, 'bin/rtftp.js'),
   ];
   args.push(
@@ -137,6 +145,16 @@ function startAsRendered(container: Container, port: number): Promise<Started> {
     });
     child.on('exit', () => done(false));
   });
+}
+
+const NET_BIND_SERVICE = 1n << 10n;
+
+/** The permitted and effective capability sets of a running process (/proc/PID/status). */
+function capabilitySets(pid: number): { CapPrm: bigint; CapEff: bigint } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const set = (name: string) =>
+    BigInt('0x' + (status.match(new RegExp(`^${name}:\\s*(\\w+)`, 'm'))?.[1] ?? 'x'));
+  return { CapPrm: set('CapPrm'), CapEff: set('CapEff') };
 }
 
 function stop(child: ChildProcess) {
@@ -187,11 +205,11 @@ describe(
       mkdirSync(join(dir, 'configs'));
       file = randomBytes(150_000);
       writeFileSync(join(dir, 'root/default/pxelinux.0'), file, { mode: 0o644 });
-      // The image's node-netbind: a copy of node carrying the file capability (Dockerfile).
-      netbind = join(dir, 'node-netbind');
-      copyFileSync(process.execPath, netbind);
-      chmodSync(netbind, 0o755);
-      const setcap = spawnSync('setcap', ['cap_net_bind_service=+ep', netbind], {
+      // The dataplane images' node: it carries the file capability (Dockerfile).
+      imageNode = join(dir, 'node');
+      copyFileSync(process.execPath, imageNode);
+      chmodSync(imageNode, 0o755);
+      const setcap = spawnSync('setcap', ['cap_net_bind_service=+ep', imageNode], {
         encoding: 'utf8',
       });
       assert.equal(setcap.status, 0, setcap.stderr);
@@ -211,7 +229,7 @@ describe(
 
     const serving: [string, object, number][] = [
       [
-        'default values (uid 10001, node-netbind, only NET_BIND_SERVICE) serve a file on UDP 69',
+        'default values (uid 10001, the file capability, only NET_BIND_SERVICE) serve a file on UDP 69',
         {},
         69,
       ],
@@ -220,7 +238,11 @@ describe(
         VALUE_SETS.rootBind!,
         69,
       ],
-      ['port 6969 serves with no capability and no_new_privs', VALUE_SETS.highPort!, 6969],
+      [
+        'port 6969 serves with no_new_privs, holding no capability at all',
+        VALUE_SETS.highPort!,
+        6969,
+      ],
     ];
     for (const [name, values, port] of serving) {
       const runsAsRoot = values === VALUE_SETS.rootBind;
@@ -229,6 +251,9 @@ describe(
         try {
           assert.ok(started.listening, started.log);
           assert.ok(fetch(port).equals(file));
+          const caps = capabilitySets(started.child.pid!);
+          if (port >= 1024) assert.deepEqual(caps, { CapPrm: 0n, CapEff: 0n }, 'no capability');
+          else assert.deepEqual(caps, { CapPrm: NET_BIND_SERVICE, CapEff: NET_BIND_SERVICE });
         } finally {
           stop(started.child);
         }
@@ -251,18 +276,24 @@ describe(
       },
     );
 
-    test('node-netbind cannot even start without NET_BIND_SERVICE in the bounding set, so the others run plain node', () => {
+    test("the image's node cannot even start without NET_BIND_SERVICE in the bounding set, so every rendered dataplane keeps it there", () => {
       const container = tftpContainer(VALUE_SETS.highPort!);
+      container.securityContext = {
+        ...container.securityContext,
+        capabilities: { drop: ['ALL'] },
+      };
       const run = spawnSync(
         'setpriv',
-        [...runtimeIdentity(container), netbind, '-e', 'console.log("started")'],
-        {
-          encoding: 'utf8',
-        },
+        [...runtimeIdentity(container), imageNode, '-e', 'console.log("started")'],
+        { encoding: 'utf8' },
       );
       assert.notEqual(run.status, 0);
       assert.equal(run.stdout, '');
       assert.match(run.stderr, /Operation not permitted/);
+      for (const [name, values] of Object.entries(VALUE_SETS)) {
+        const rendered = tftpContainer(values).securityContext?.capabilities?.add ?? [];
+        assert.ok(rendered.includes('NET_BIND_SERVICE'), name);
+      }
     });
   },
 );

@@ -24,7 +24,7 @@ describe('the chart passes arguments the programs accept', { skip }, () => {
       const ds = objects.find((o) => o.kind === 'DaemonSet');
       if (ds) {
         const tftp = containerOf(ds, 'tftp');
-        assert.equal(tftp.command?.[1], '/app/bin/rtftp.js');
+        assert.equal(tftp.command?.at(-1), '/app/bin/rtftp.js');
         const options = parseDataplaneCli(argsOf(tftp), envOf(tftp));
         assert.ok(options, 'dataplane parser returned help');
         const port = (values as { dataplane?: { port?: number } }).dataplane?.port ?? 69;

@@ -1,8 +1,9 @@
 /**
- * The Dockerfile cannot be built here (no Docker engine), so what it relies on is checked
- * piece by piece: what it copies exists and passes .dockerignore, the build covers every
- * source tree, the runtime imports only production dependencies, the entry points the
- * chart runs exist, and its shell steps work on this Debian.
+ * What the Dockerfile relies on, checked piece by piece without building it: what it copies
+ * exists and passes .dockerignore, the build covers every source tree, each target runs what
+ * the chart runs under the name the chart and scripts/build-image.sh give it, the runtime
+ * imports only the dependencies each image keeps, and its shell steps work on this Debian.
+ * e2e/containers builds and runs the images themselves.
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,8 +20,15 @@ import {
 } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { repoDir } from './helm.ts';
+import { dirname, join, relative } from 'node:path';
+import {
+  containerOf,
+  findObject,
+  helmMissingReason,
+  renderChart,
+  repoDir,
+  type Container,
+} from './helm.ts';
 
 interface Instruction {
   keyword: string;
@@ -28,7 +36,7 @@ interface Instruction {
 }
 
 /** Dockerfile instructions: comment lines dropped, continuation lines joined. */
-function instructions(): Instruction[] {
+export function instructions(): Instruction[] {
   const text = readFileSync(join(repoDir, 'Dockerfile'), 'utf8');
   const logical = text
     .split('\n')
@@ -68,6 +76,35 @@ function ignoredByDockerignore(path: string): boolean {
   return ignored;
 }
 
+/** Each stage's instructions after its FROM, by stage name (`FROM image AS name`). */
+export function stages(): Map<string, { from: string; steps: Instruction[] }> {
+  const out = new Map<string, { from: string; steps: Instruction[] }>();
+  let current: Instruction[] | undefined;
+  for (const step of instructions()) {
+    if (step.keyword === 'FROM') {
+      const m = /^(\S+)\s+AS\s+(\S+)$/i.exec(step.args);
+      assert.ok(m, `FROM ${step.args} names no stage`);
+      current = [];
+      out.set(m[2]!, { from: m[1]!, steps: current });
+    } else current?.push(step);
+  }
+  return out;
+}
+
+/** The instructions of a target and of every stage it is built FROM, base first. */
+function targetSteps(target: string): Instruction[] {
+  const all = stages();
+  const stage = all.get(target);
+  assert.ok(stage, `no stage ${target}`);
+  return [...(all.has(stage.from) ? targetSteps(stage.from) : []), ...stage.steps];
+}
+
+/** A JSON-form instruction's list (CMD ["a", "b"]), or [] when there is none. */
+function execForm(steps: Instruction[], keyword: string): string[] {
+  const last = steps.filter((i) => i.keyword === keyword).at(-1);
+  return last ? (JSON.parse(last.args) as string[]) : [];
+}
+
 function copySources(): string[] {
   return instructions()
     .filter((i) => i.keyword === 'COPY' && !i.args.includes('--from='))
@@ -89,6 +126,43 @@ function sourceFiles(dir: string): string[] {
     .map(String)
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
     .map((f) => join(dir, f));
+}
+
+const TARGETS = ['operator', 'dataplane-native', 'dataplane'] as const;
+
+/** Target -> image name, as scripts/build-image.sh's image_name() maps them with TAG=dev. */
+function buildScriptImages(): Map<string, string> {
+  const script = readFileSync(join(repoDir, 'scripts/build-image.sh'), 'utf8');
+  const body = /^image_name\(\) \{([\s\S]*?)^\}/m.exec(script)?.[1] ?? '';
+  const out = new Map<string, string>();
+  for (const m of body.matchAll(/^\s*([\w-]+)\) echo "([^"]+)" ;;/gm))
+    out.set(m[1]!, m[2]!.replace(/\$TAG/g, 'dev'));
+  return out;
+}
+
+/** Every .ts file and package a source file reaches through static and dynamic imports. */
+function importClosure(entry: string): { files: Set<string>; packages: Set<string> } {
+  const files = new Set<string>();
+  const packages = new Set<string>();
+  const visit = (file: string) => {
+    if (files.has(file)) return;
+    files.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(
+      /^\s*(?:import|export)\s(?!type\s)[^'"]*?from\s+'([^']+)'|import\('([^']+)'\)/gm,
+    )) {
+      const spec = (m[1] ?? m[2])!;
+      if (spec.startsWith('.')) {
+        visit(join(dirname(file), spec.replace(/\.js$/, '.ts')));
+      } else if (!spec.startsWith('node:') && !builtinModules.includes(spec)) {
+        packages.add(
+          spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!,
+        );
+      }
+    }
+  };
+  visit(entry);
+  return { files, packages };
 }
 
 describe('Dockerfile', () => {
@@ -129,7 +203,7 @@ describe('Dockerfile', () => {
     );
     const steps = instructions();
     assert.ok(steps.some((i) => i.keyword === 'WORKDIR' && i.args === '/app'));
-    assert.ok(steps.some((i) => i.keyword === 'COPY' && i.args === 'bin ./bin'));
+    assert.ok(steps.some((i) => i.keyword === 'COPY' && i.args === 'bin bin'));
     for (const launcher of ['bin/rtftp.js', 'bin/rtftp-operator.js']) {
       const text = readFileSync(join(repoDir, launcher), 'utf8');
       // Each launcher hands its entry to bin/run-entry.js, which runs dist/<entry>.js in the image.
@@ -179,27 +253,133 @@ describe('Dockerfile', () => {
     assert.deepEqual(problems, []);
   });
 
-  test("the runtime user and node-netbind match what the chart's security context expects", () => {
-    const steps = instructions();
-    assert.ok(steps.some((i) => i.keyword === 'USER' && i.args === '10001:10001'));
-    const run = steps
-      .filter((i) => i.keyword === 'RUN')
-      .map((i) => i.args)
+  test("each target's user, init, node and file capability are what the chart's pods expect", () => {
+    const run = (target: string) =>
+      targetSteps(target)
+        .filter((i) => i.keyword === 'RUN')
+        .map((i) => i.args)
+        .join('\n');
+    const env = (target: string) =>
+      targetSteps(target)
+        .filter((i) => i.keyword === 'ENV')
+        .map((i) => i.args)
+        .join(' ');
+    assert.match(run('runtime'), /useradd --uid 10001 --gid 10001/);
+    for (const target of TARGETS) {
+      const steps = targetSteps(target);
+      assert.equal(steps.filter((i) => i.keyword === 'USER').at(-1)?.args, '10001:10001', target);
+      assert.match(
+        run(target),
+        /find \/ -xdev -type f -perm \/6000 -exec chmod a-s \{\} \+/,
+        `${target}: setuid bits are stripped`,
+      );
+    }
+    for (const target of ['dataplane', 'dataplane-native']) {
+      // node carries the capability, set in the step that writes it (one copy in the image).
+      assert.match(
+        run(target),
+        /cp \/mnt\/node\/node \/usr\/local\/bin\/node && setcap cap_net_bind_service=\+ep \/usr\/local\/bin\/node/,
+        target,
+      );
+      assert.deepEqual(execForm(targetSteps(target), 'ENTRYPOINT'), ['/usr/bin/tini', '--']);
+    }
+    assert.doesNotMatch(run('operator'), /setcap|tini/);
+    assert.match(env('dataplane'), /LIBGUESTFS_PATH=\/usr\/lib\/rtftp\/appliance/);
+    assert.match(run('dataplane'), /libguestfs-make-fixed-appliance \/usr\/lib\/rtftp\/appliance/);
+    for (const target of ['operator', 'dataplane-native'])
+      assert.doesNotMatch(run(target) + env(target), /guestfs|linux-image|qemu/, target);
+  });
+
+  test(
+    'the three targets are the images the chart names and scripts/build-image.sh builds, and run what the chart runs',
+    { skip: helmMissingReason() },
+    () => {
+      const built = buildScriptImages();
+      assert.deepEqual([...built.keys()].sort(), [...TARGETS].sort());
+      for (const target of TARGETS) assert.ok(stages().has(target), `no target ${target}`);
+      // The chart's images with the build script's registry and tag: exactly the names it builds.
+      const images = (values: object) => {
+        const objects = renderChart({ image: { registry: 'localhost', tag: 'dev' }, ...values });
+        const ds = findObject(objects, 'DaemonSet');
+        const deploy = findObject(objects, 'Deployment');
+        return {
+          operator: containerOf(deploy, 'operator'),
+          sync: containerOf(ds, 'config-sync'),
+          tftp: containerOf(ds, 'tftp'),
+        };
+      };
+      const full = images({});
+      const native = images({ dataplane: { image: { flavor: 'native' } } });
+      const runs: [Container, string][] = [
+        [full.operator, 'operator'],
+        [full.sync, 'operator'],
+        [full.tftp, 'dataplane'],
+        [native.tftp, 'dataplane-native'],
+      ];
+      for (const [container, target] of runs) {
+        assert.equal(container.image, built.get(target), `${container.name} -> ${target}`);
+        const steps = targetSteps(target);
+        const entry = [...execForm(steps, 'ENTRYPOINT'), ...execForm(steps, 'CMD')];
+        // The chart's command is the target's own entry point, or (sync) its launcher's mode.
+        const command = container.command ?? [];
+        assert.deepEqual(command.slice(0, entry.length), entry, `${container.name} -> ${target}`);
+      }
+      // The defaults name the same repositories, under the chart's registry and appVersion.
+      const repositoryOf = (image = '') => image.replace(/^.*\//, '').replace(/[:@].*$/, '');
+      const defaults = renderChart({});
+      for (const [owner, name, target] of [
+        ['Deployment', 'operator', 'operator'],
+        ['DaemonSet', 'tftp', 'dataplane'],
+      ] as const) {
+        assert.equal(
+          repositoryOf(containerOf(findObject(defaults, owner), name).image),
+          repositoryOf(built.get(target)),
+        );
+      }
+    },
+  );
+
+  test('the revision and version reach the image as RTFTP_REVISION and RTFTP_VERSION (rtftp_build_info)', () => {
+    const pkg = JSON.parse(readFileSync(join(repoDir, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    for (const target of TARGETS) {
+      const steps = stages().get(target)!.steps;
+      const args = steps.filter((i) => i.keyword === 'ARG').map((i) => i.args);
+      assert.ok(args.includes('REVISION=unknown'), target);
+      assert.ok(args.includes(`VERSION=${pkg.version}`), `${target}: VERSION is package.json's`);
+      const env = steps.filter((i) => i.keyword === 'ENV').map((i) => i.args);
+      assert.ok(
+        env.includes('RTFTP_REVISION=${REVISION} RTFTP_VERSION=${VERSION}'),
+        `${target}: ${env.join(' | ')}`,
+      );
+      // Last, so a new revision rebuilds nothing below it.
+      assert.ok(
+        steps
+          .slice(steps.findIndex((i) => i.args === 'REVISION=unknown'))
+          .every((i) => ['ARG', 'ENV', 'LABEL'].includes(i.keyword)),
+        `${target}: only ARG/ENV/LABEL after ARG REVISION`,
+      );
+    }
+    const script = readFileSync(join(repoDir, 'scripts/build-image.sh'), 'utf8');
+    assert.match(script, /--build-arg "REVISION=\$REVISION"/);
+    assert.match(script, /git rev-parse HEAD/);
+  });
+
+  test('the dataplane imports no Kubernetes client, so its image drops @kubernetes/client-node', () => {
+    const run = stages()
+      .get('build')!
+      .steps.map((i) => i.args)
       .join('\n');
-    assert.match(run, /cp \/usr\/local\/bin\/node \/usr\/local\/bin\/node-netbind/);
-    assert.match(run, /setcap cap_net_bind_service=\+ep \/usr\/local\/bin\/node-netbind/);
-    assert.match(run, /useradd --uid 10001 --gid 10001/);
-    assert.match(
-      run,
-      /find \/ -xdev -type f -perm \/6000 -exec chmod a-s \{\} \+/,
-      'setuid bits are stripped',
+    assert.match(run, /npm pkg delete 'dependencies\.@kubernetes\/client-node'/);
+    const reached = importClosure(join(repoDir, 'dataplane/src/main.ts'));
+    const kube = [...reached.packages].filter((p) => p.startsWith('@kubernetes/'));
+    assert.deepEqual(kube, [], 'packages the dataplane imports');
+    assert.ok(reached.files.size > 20, `only ${reached.files.size} files reached`);
+    assert.ok(
+      [...reached.files].every((f) => /^(dataplane|common)\/src\//.test(relative(repoDir, f))),
+      'the dataplane image carries dist/dataplane and dist/common only',
     );
-    const env = steps
-      .filter((i) => i.keyword === 'ENV')
-      .map((i) => i.args)
-      .join(' ');
-    assert.match(env, /LIBGUESTFS_PATH=\/usr\/lib\/rtftp\/appliance/);
-    assert.match(run, /libguestfs-make-fixed-appliance \/usr\/lib\/rtftp\/appliance/);
   });
 
   test(

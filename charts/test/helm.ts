@@ -140,6 +140,7 @@ export interface Container extends CheckedContainer {
   name: string;
   livenessProbe?: Probe;
   readinessProbe?: Probe;
+  image?: string;
   command?: string[];
   args?: string[];
   resources?: { limits?: Record<string, string> };

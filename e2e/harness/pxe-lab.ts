@@ -132,6 +132,18 @@ export class PxeLab {
     });
   }
 
+  /**
+   * Like start(), with the dataplane started by `launch` instead of as a local process
+   * (e2e/containers runs the built image under podman in this lab's namespace).
+   */
+  async startWith(
+    hosts: readonly LabHost[],
+    launch: (net: BootNetwork) => Promise<RunningDataplane>,
+  ): Promise<void> {
+    this.dhcp = await startDhcp(this.net, this.workDir, hosts);
+    this.dataplane = await launch(this.net);
+  }
+
   async bootVm(host: LabHost, firmware: Firmware): Promise<RunningVm> {
     const vm = await startVm(this.net, {
       name: host.name,

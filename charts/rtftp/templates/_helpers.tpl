@@ -37,8 +37,40 @@
 {{- default .Release.Namespace .Values.dataplane.configSync.namespace -}}
 {{- end -}}
 
-{{- define "rtftp.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{/*
+Images, one per component (values.yaml, "Images"). `image` is the component's block:
+repository (under image.registry when that is set), tag (else image.tag, else appVersion) and
+digest, which pins the image and wins over the tag. `suffix` is appended to the tag: the
+native-only dataplane is the full one's tag plus "-native", as scripts/build-image.sh names it.
+*/}}
+{{- define "rtftp.imageRef" -}}
+{{- $global := .root.Values.image -}}
+{{- $repository := .image.repository -}}
+{{- with $global.registry }}{{ $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}{{ end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s%s" $repository (.image.tag | default $global.tag | default .root.Chart.AppVersion) (.suffix | default "") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rtftp.operatorImage" -}}
+{{- include "rtftp.imageRef" (dict "root" . "image" .Values.operator.image) -}}
+{{- end -}}
+
+{{- define "rtftp.dataplaneImage" -}}
+{{- $suffix := ternary "-native" "" (eq .Values.dataplane.image.flavor "native") -}}
+{{- include "rtftp.imageRef" (dict "root" . "image" .Values.dataplane.image "suffix" $suffix) -}}
+{{- end -}}
+
+{{/* The sync sidecar runs the operator image's `sync` mode unless given an image of its own. */}}
+{{- define "rtftp.configSyncImage" -}}
+{{- $own := .Values.dataplane.configSync.image -}}
+{{- include "rtftp.imageRef" (dict "root" . "image" (ternary $own .Values.operator.image (ne $own.repository ""))) -}}
+{{- end -}}
+
+{{- define "rtftp.imagePullPolicy" -}}
+{{- .image.pullPolicy | default .root.Values.image.pullPolicy -}}
 {{- end -}}
 
 {{- define "rtftp.labels" -}}
@@ -64,21 +96,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "rtftp.dataplaneJob" -}}{{ include "rtftp.dataplaneName" . }}{{- end -}}
 
 {{/*
-The dataplane binds a port below 1024 only through CAP_NET_BIND_SERVICE. With
-bindStrategy=fileCapability the image's node-netbind (a copy of node carrying the file
-capability) runs it as non-root; plain node everywhere else, because a binary with a file
-capability cannot even be executed when that capability is outside the bounding set.
+The dataplane binds a port below 1024 only through CAP_NET_BIND_SERVICE. The dataplane
+images' node carries it as a file capability (docs/images.md, "Capabilities"): with
+bindStrategy=fileCapability it binds as non-root; the root strategy holds it as uid 0. A
+binary with a file capability cannot even be executed when that capability is outside the
+bounding set, so NET_BIND_SERVICE stays there for every port; for a port of 1024 or more,
+no_new_privs (allowPrivilegeEscalation: false) voids the file capability and the process
+holds none. tini is PID 1: it reaps orphaned guestfish and qemu and forwards signals.
 */}}
 {{- define "rtftp.dataplaneNeedsBindCap" -}}
 {{- if lt (int .Values.dataplane.port) 1024 }}true{{ end -}}
 {{- end -}}
 
-{{- define "rtftp.dataplaneNode" -}}
-{{- if and (include "rtftp.dataplaneNeedsBindCap" .) (eq .Values.dataplane.bindStrategy "fileCapability") -}}
-node-netbind
-{{- else -}}
-node
-{{- end -}}
+{{- define "rtftp.dataplaneCommand" -}}
+[/usr/bin/tini, --, node, /app/bin/rtftp.js]
 {{- end -}}
 
 {{- define "rtftp.dataplaneSecurityContext" -}}
@@ -86,10 +117,13 @@ node
 runAsNonRoot: true
 runAsUser: {{ .Values.securityContext.runAsUser }}
 runAsGroup: {{ .Values.securityContext.runAsGroup }}
+# no_new_privs: node's file capability is void, the process holds no capability.
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
+  # Only in the bounding set, where node's file capability needs it to be executed at all.
+  add: [NET_BIND_SERVICE]
 seccompProfile:
   type: RuntimeDefault
 {{- else if eq .Values.dataplane.bindStrategy "fileCapability" -}}
@@ -101,7 +135,7 @@ allowPrivilegeEscalation: true
 readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
-  # Kept in the bounding set, or node-netbind cannot be executed (EPERM).
+  # Kept in the bounding set, or node (with its file capability) cannot be executed (EPERM).
   add: [NET_BIND_SERVICE]
 seccompProfile:
   type: RuntimeDefault
