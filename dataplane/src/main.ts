@@ -52,10 +52,18 @@ async function main(): Promise<number> {
     port: opts.port,
     logger,
     metrics,
-    maxTransfers: opts.maxTransfers,
-    maxTransfersPerClient: opts.maxTransfersPerClient,
+    admission: {
+      maxActive: opts.maxTransfers,
+      maxActivePerClient: opts.maxTransfersPerClient,
+      maxActivePerSubnet: opts.maxTransfersPerSubnet,
+      maxPending: opts.maxPending,
+      maxPendingPerSubnet: opts.maxPendingPerSubnet,
+      memoryBudgetBytes: opts.maxTransferMemoryMiB * 1024 * 1024,
+    },
     timeoutMs: opts.timeoutMs,
     maxRetries: opts.retries,
+    maxTimeoutS: opts.maxTimeoutS,
+    stallTimeoutMs: opts.stallTimeoutS * 1000,
     maxWindowBytes: opts.maxWindowBytes,
   });
   try {

@@ -51,7 +51,7 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     }),
     refused: new Counter({
       name: 'rtftp_requests_refused_total',
-      help: 'Requests refused before any data was sent, by reason',
+      help: 'Requests refused before any data was sent, by reason (admission: server-busy, client-busy, subnet-busy, memory-budget, pending-evicted)',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -127,6 +127,22 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     kvmAvailable: new Gauge({
       name: 'rtftp_kvm_available',
       help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG',
+      registers,
+    }),
+    // Admission (docs/admission.md)
+    transfersPending: new Gauge({
+      name: 'rtftp_transfers_pending',
+      help: 'Requests whose client has not answered yet (unproven, possibly spoofed), held in the pending pool',
+      registers,
+    }),
+    transferMemory: new Gauge({
+      name: 'rtftp_transfer_memory_bytes',
+      help: 'Buffer memory reserved by proven transfers, against --max-transfer-memory',
+      registers,
+    }),
+    transferMemoryBudget: new Gauge({
+      name: 'rtftp_transfer_memory_budget_bytes',
+      help: 'The memory budget of all transfers (--max-transfer-memory)',
       registers,
     }),
   };

@@ -1,4 +1,8 @@
-/** Small bounded helpers of the server: an error reply budget and the per-client gauge. */
+/**
+ * Small bounded helpers of the server: an error reply budget, the per-client gauge and
+ * the eviction summary.
+ */
+import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
 
 /**
@@ -40,5 +44,47 @@ export class ClientLastSeen {
       this.order.delete(oldest);
       this.gauge.remove({ client: oldest });
     }
+  }
+}
+
+/**
+ * One warn line per window about unproven requests evicted from the pending pool, with
+ * the subnets they claimed to come from: a spoofed flood evicts thousands a second, and a
+ * line each would turn it into a log flood. (Each eviction is also a debug line, and
+ * counted in rtftp_requests_refused_total{reason="pending-evicted"}.)
+ */
+export class EvictionSummary {
+  private count = 0;
+  private readonly bySubnet = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly windowMs = 10_000,
+    /** Subnets named in a line, the busiest first; the rest are only counted. */
+    private readonly maxSubnets = 5,
+  ) {}
+
+  note(subnet: string): void {
+    this.count += 1;
+    // Bounded: past a few hundred distinct subnets in one window the rest are only counted.
+    if (this.bySubnet.has(subnet) || this.bySubnet.size < 256)
+      this.bySubnet.set(subnet, (this.bySubnet.get(subnet) ?? 0) + 1);
+    this.timer ??= setTimeout(() => this.flush(), this.windowMs).unref();
+  }
+
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.count === 0) return;
+    const subnets = Object.fromEntries(
+      [...this.bySubnet].sort((a, b) => b[1] - a[1]).slice(0, this.maxSubnets),
+    );
+    this.logger.warn(
+      { evicted: this.count, windowS: this.windowMs / 1000, subnets },
+      'Unproven requests evicted',
+    );
+    this.count = 0;
+    this.bySubnet.clear();
   }
 }

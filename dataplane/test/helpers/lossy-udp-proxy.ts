@@ -33,7 +33,8 @@ interface Session {
 // One session per client port; past this the proxy refuses new clients (a bounded test tool).
 const MAX_SESSIONS = 2000;
 
-function bind(address: string): Promise<Socket> {
+/** A UDP socket on a free port of `address`; later socket errors (ICMP refusals) are ignored. */
+export function bindUdp4(address: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = createSocket('udp4');
     s.once('error', reject);
@@ -75,7 +76,7 @@ export class LossyUdpProxy {
     impairment: Impairment,
     address = '127.0.0.1',
   ): Promise<LossyUdpProxy> {
-    const front = await bind(address);
+    const front = await bindUdp4(address);
     return new LossyUdpProxy(front, serverAddress, serverPort, impairment, address);
   }
 
@@ -95,7 +96,7 @@ export class LossyUdpProxy {
   }
 
   private async openSession(clientAddress: string, clientPort: number): Promise<Session> {
-    const upstream = await bind(this.address);
+    const upstream = await bindUdp4(this.address);
     this.sockets.push(upstream);
     const session: Session = { upstream, mirrors: new Map() };
     upstream.on('message', (msg, rinfo) => {
@@ -109,7 +110,7 @@ export class LossyUdpProxy {
   private async mirror(session: Session, serverTid: number): Promise<Socket | undefined> {
     let m = session.mirrors.get(serverTid);
     if (m || this.closed) return m;
-    m = await bind(this.address);
+    m = await bindUdp4(this.address);
     // Another packet from the same TID may have raced us here.
     const raced = session.mirrors.get(serverTid);
     if (raced) {
