@@ -185,6 +185,8 @@ export class TftpServer {
       // same port asking again a new boot (pxelinux restarts at port 49152).
       const s = existing.shell?.state;
       if (!s || s.lastBlock === null || s.sentUpTo < s.lastBlock) {
+        // It may mean our first packet never reached the client: the transfer decides.
+        existing.shell?.requestRepeated();
         this.opts.logger.debug(
           { client: rinfo.address, clientPort: rinfo.port, file: req.filename },
           'Duplicate request ignored',

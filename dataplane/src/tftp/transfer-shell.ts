@@ -73,6 +73,11 @@ export class TransferShell {
     this.dispatch({ type: 'abort', code, message });
   }
 
+  /** The client sent its RRQ again (absorbed by the server: it is this transfer's). */
+  requestRepeated(): void {
+    this.dispatch({ type: 'request-repeated' });
+  }
+
   /** Admission turned the transfer away (evicted while unproven): ERROR 0 `message`. */
   refuse(message: string): void {
     this.dispatch({ type: 'refused', message });

@@ -390,7 +390,7 @@ test('retransmission backs off: doubles per timeout, capped, and stops at the st
   );
   const finish = end.find((a) => a.type === 'finish');
   assert.ok(finish?.type === 'finish' && finish.outcome === 'timeout');
-  assert.match(finish.detail, /no progress for 3000 ms \(5 retransmissions\)/);
+  assert.match(finish.detail, /no progress for 3000 ms \(6 timeouts\)/);
 });
 
 test('progress resets the backoff: the next loss starts again at the first interval', () => {
@@ -407,15 +407,37 @@ test('progress resets the backoff: the next loss starts again at the first inter
   assert.equal(s.waitedMs, 0);
 });
 
-test("the OACK's first resend waits two intervals (a client resends its ACK 0 after one)", () => {
+test('waiting for ACK 0 the first timeout is quiet; a repeated RRQ after it gets the OACK at once', () => {
   const s = lockStep({ sendOack: true, maxRetries: 100 });
-  assert.deepEqual(timers(step(s, { type: 'start' })), [200]);
-  const again = step(s, { type: 'timeout' });
+  assert.deepEqual(timers(step(s, { type: 'start' })), [100]);
+  assert.deepEqual(step(s, { type: 'request-repeated' }), [], 'a repeat the network made');
+  assert.deepEqual(step(s, { type: 'timeout' }), [{ type: 'arm-timer', ms: 200 }]);
+  assert.deepEqual(step(s, { type: 'request-repeated' }), [
+    { type: 'send-oack', retransmit: true },
+  ]);
+  assert.deepEqual(step(s, { type: 'request-repeated' }), [], 'once per timeout');
+  // The client has just got the OACK: its own ACK 0 retransmission comes first again.
+  assert.deepEqual(step(s, { type: 'timeout' }), [{ type: 'arm-timer', ms: 400 }]);
   assert.deepEqual(
-    again.map((a) => a.type),
+    step(s, { type: 'timeout' }).map((a) => a.type),
     ['send-oack', 'arm-timer'],
   );
-  assert.deepEqual(timers(again), [400]);
+});
+
+test('without options a repeated RRQ after a timeout gets DATA 1 again; after ACK 1 it is noise', () => {
+  const s = lockStep({ maxRetries: 100 });
+  step(s, { type: 'start' });
+  step(s, { type: 'read-done', upTo: 1, eof: false });
+  assert.deepEqual(step(s, { type: 'request-repeated' }), []);
+  step(s, { type: 'timeout' });
+  assert.deepEqual(step(s, { type: 'request-repeated' }), [
+    { type: 'send-data', block: 1, retransmit: true },
+  ]);
+  step(s, { type: 'ack', block: 1 });
+  step(s, { type: 'claimed' });
+  step(s, { type: 'read-done', upTo: 3, eof: false });
+  step(s, { type: 'timeout' });
+  assert.deepEqual(step(s, { type: 'request-repeated' }), []);
 });
 
 test('a read that never completes is abandoned at the stall limit', () => {
@@ -507,4 +529,36 @@ test('an unproven transfer can be refused (evicted) while it waits for its first
     ['send-error', 'finish'],
   );
   assert.equal(s.phase, 'done');
+});
+
+test('once the timer fired, the first duplicate ACK resends the window at once, the next ones do not', () => {
+  const s = lockStep({ maxRetries: 100 });
+  step(s, { type: 'start' });
+  step(s, { type: 'read-done', upTo: 2, eof: false });
+  step(s, { type: 'ack', block: 1 });
+  step(s, { type: 'claimed' });
+  step(s, { type: 'read-done', upTo: 3, eof: false }); // DATA 2 sent (and lost)
+  const sends = (a: ReturnType<typeof step>) => a.filter((x) => x.type === 'send-data').length;
+  assert.equal(sends(step(s, { type: 'ack', block: 1 })), 0, 'before any timeout: ignored');
+  assert.equal(sends(step(s, { type: 'timeout' })), 1);
+  assert.equal(sends(step(s, { type: 'ack', block: 1 })), 1, 'the client is waiting: resend now');
+  assert.equal(sends(step(s, { type: 'ack', block: 1 })), 0, 'once per timeout');
+  // Progress: a late duplicate of an older ACK is stale and ignored (no Apprentice cascade).
+  step(s, { type: 'ack', block: 2 });
+  assert.equal(sends(step(s, { type: 'ack', block: 2 })), 0);
+});
+
+test('a link that delays packets past the timeout causes no Sorcerer’s Apprentice cascade', () => {
+  const file = fileOf(512 * 200 + 1);
+  const blocks = 201;
+  // Every packet is duplicated and a third are delayed by up to 5 ms; with a 3 ms timer the
+  // server times out all the time, and the client ACKs every duplicate DATA it gets.
+  const r = simulate(
+    file,
+    { timeoutMs: 3, maxIntervalMs: 3, maxRetries: 1000, stallLimitMs: 1e9 },
+    { loss: 0, duplicate: 1, reorder: 0.3, seed: 5 },
+  );
+  assert.equal(r.outcome, 'completed');
+  assert.ok(r.received.equals(file));
+  assert.ok(r.dataSent < blocks * 3, `${r.dataSent} DATA packets for ${blocks} blocks`);
 });

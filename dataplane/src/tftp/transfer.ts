@@ -8,7 +8,16 @@
  * roll over 65535 → 0, so files of any size transfer). RFC 7440 windowing: up to
  * `windowsize` blocks are sent before waiting for an ACK; windowsize 1 is RFC 1350
  * lock-step. A duplicate ACK never triggers a resend (the Sorcerer's Apprentice bug,
- * RFC 1123 §4.2.3.1): only the timer does.
+ * RFC 1123 §4.2.3.1): only the timer does — with one exception that cannot cascade: once
+ * the timer has fired without progress, the client's next repeat — a duplicate ACK of the
+ * block before the window, or its RRQ again before any ACK — shows it is alive and still
+ * waiting, and what it waits for is resent at once (once per timeout). On a clean link
+ * the timer never fires, so that never happens.
+ *
+ * The OACK is special: some clients (atftp) abort on a second OACK, and a client whose
+ * ACK 0 was lost sends it again after a timeout of its own. So the first timeout after
+ * an OACK is quiet; the OACK goes again when the client repeats its RRQ (it never got the
+ * OACK: the timeout after that resend is quiet again) or at the next timeout.
  *
  * Retransmission backs off exponentially (RFC 1123 §4.2.3.2): the first interval is the
  * negotiated (or default) timeout, each timeout in a row doubles it up to a cap, and the
@@ -78,6 +87,10 @@ export interface TransferState {
   armedMs: number;
   /** Timer time elapsed since the last progress. */
   waitedMs: number;
+  /** The timer fired since the last progress: the client's next repeat gets a resend at once. */
+  resendOnRepeat: boolean;
+  /** The next timeout waiting for ACK 0 resends nothing (the OACK just went out). */
+  oackQuiet: boolean;
 }
 
 export type TransferEvent =
@@ -85,6 +98,8 @@ export type TransferEvent =
   | { type: 'ack'; block: number }
   | { type: 'client-error'; code: number; message: string }
   | { type: 'timeout' }
+  /** The client sent its RRQ again (the server absorbs it: one transfer per client port). */
+  | { type: 'request-repeated' }
   | { type: 'read-done'; upTo: number; eof: boolean }
   | { type: 'read-failed'; message: string }
   /** The shell's answer to `claim`. */
@@ -126,6 +141,8 @@ export function createTransfer(settings: TransferSettings): TransferState {
     intervalMs: settings.timeoutMs,
     armedMs: 0,
     waitedMs: 0,
+    resendOnRepeat: false,
+    oackQuiet: true,
   };
 }
 
@@ -162,6 +179,15 @@ function progressed(s: TransferState): void {
   s.retries = 0;
   s.waitedMs = 0;
   s.intervalMs = s.settings.timeoutMs;
+  s.resendOnRepeat = false;
+}
+
+/** Sends the unacknowledged part of the window again. */
+function resendWindow(s: TransferState, actions: TransferAction[]): void {
+  for (let b = s.windowStart; b <= s.sentUpTo; b++) {
+    s.retransmits += 1;
+    actions.push({ type: 'send-data', block: b, retransmit: true });
+  }
 }
 
 /**
@@ -209,10 +235,6 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
       if (s.phase !== 'new') break;
       if (s.settings.sendOack) {
         s.phase = 'oack';
-        // The OACK's first resend waits two intervals: a client whose ACK 0 was lost sends
-        // it again after one interval of its own, and some clients (atftp) abort when they
-        // see a second OACK. A lost OACK costs one interval more.
-        s.intervalMs = Math.min(2 * s.settings.timeoutMs, intervalCap(s));
         actions.push({ type: 'send-oack', retransmit: false });
         arm(s, actions);
       } else {
@@ -233,8 +255,15 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
       }
       if (s.phase !== 'data') break;
       const acked = absoluteAck(s, e.block);
-      // Duplicate (or stale) ACK: ignored, never answered with a resend.
-      if (acked === null || acked < s.windowStart) break;
+      // Duplicate (or stale) ACK: ignored, never answered with a resend — unless the timer
+      // already fired and this is the client repeating its last ACK (see the header).
+      if (acked === null || acked < s.windowStart) {
+        if (acked === s.windowStart - 1 && s.resendOnRepeat) {
+          s.resendOnRepeat = false;
+          resendWindow(s, actions);
+        }
+        break;
+      }
       progressed(s);
       s.windowStart = acked + 1;
       if (s.lastBlock !== null && acked >= s.lastBlock) {
@@ -247,6 +276,21 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
       claimOrPump(s, actions);
       break;
     }
+
+    case 'request-repeated':
+      // Before any ACK the client repeats its RRQ because our first packet did not reach
+      // it; a repeat the network made (duplicated or late) comes before the timer fires.
+      if (!s.resendOnRepeat || s.proven || s.windowStart > 1) break;
+      if (s.phase === 'oack') {
+        s.resendOnRepeat = false;
+        s.oackQuiet = true;
+        s.retransmits += 1;
+        actions.push({ type: 'send-oack', retransmit: true });
+      } else if (s.phase === 'data' && s.sentUpTo >= 1) {
+        s.resendOnRepeat = false;
+        resendWindow(s, actions);
+      }
+      break;
 
     case 'claimed':
       if (s.phase !== 'claiming') break;
@@ -277,23 +321,19 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
       s.retries += 1;
       if (s.retries > s.settings.maxRetries || s.waitedMs >= s.settings.stallLimitMs) {
         actions.push({ type: 'send-error', code: 0, message: 'timed out' });
-        finish(
-          s,
-          actions,
-          'timeout',
-          `no progress for ${s.waitedMs} ms (${s.retries - 1} retransmissions)`,
-        );
+        finish(s, actions, 'timeout', `no progress for ${s.waitedMs} ms (${s.retries} timeouts)`);
         break;
       }
-      if (s.phase === 'oack') {
+      if (s.phase === 'oack' && s.oackQuiet) {
+        // Quiet (see the header): the client's own retransmission comes first.
+        s.oackQuiet = false;
+      } else if (s.phase === 'oack') {
         s.retransmits += 1;
         actions.push({ type: 'send-oack', retransmit: true });
       } else {
-        for (let b = s.windowStart; b <= s.sentUpTo; b++) {
-          s.retransmits += 1;
-          actions.push({ type: 'send-data', block: b, retransmit: true });
-        }
+        resendWindow(s, actions);
       }
+      s.resendOnRepeat = true;
       s.intervalMs = Math.min(2 * s.intervalMs, intervalCap(s));
       arm(s, actions);
       break;

@@ -15,6 +15,12 @@ export interface Impairment {
   /** A reordered packet is held back this long at most (ms). */
   maxDelayMs: number;
   seed: number;
+  /**
+   * Packets the link never duplicates (they may still be dropped or reordered): for a
+   * client bug no server can work around — atftp aborts on any second OACK, even one the
+   * network duplicated.
+   */
+  neverDuplicate?: (msg: Buffer) => boolean;
 }
 
 export interface ProxyStats {
@@ -136,6 +142,7 @@ export class LossyUdpProxy {
     }
     this.stats.forwarded++;
     if (r < drop + duplicate) {
+      if (this.impairment.neverDuplicate?.(msg)) return send();
       this.stats.duplicated++;
       send();
       send();
