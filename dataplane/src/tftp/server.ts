@@ -213,6 +213,7 @@ export class TftpServer {
       this.refuse(local, rinfo, TftpError.AccessViolation, 'access violation', path.reason, fields);
       return;
     }
+    // The ticket is set right below, before anything reads it (admission keeps the entry).
     const entry = {
       clientIp,
       key,
