@@ -1,9 +1,10 @@
 /**
- * Small bounded helpers of the server: an error reply budget, the per-client gauge and
- * the eviction summary.
+ * Small helpers of the server: an error reply budget, the per-client gauge, the eviction
+ * summary, and what a request from a busy client port means.
  */
 import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
+import type { TransferState } from './transfer.ts';
 
 /**
  * Caps ERROR replies per second, so junk sent at the listening port cannot turn the
@@ -87,4 +88,34 @@ export class EvictionSummary {
     this.count = 0;
     this.bySubnet.clear();
   }
+}
+
+/** What the server knows of the transfer already running for a client port. */
+export interface BusyPort {
+  /** The new request is the same as the one that started it (file, mode, options). */
+  sameRequest: boolean;
+  /** Its state machine; null while the file is still being resolved. */
+  state: Pick<TransferState, 'proven' | 'retries' | 'lastBlock' | 'sentUpTo'> | null;
+}
+
+/**
+ * What a request from the port of a transfer still running means (one transfer per
+ * client port: RFC 1350 TIDs):
+ * - `repeat`: the client repeats its request — our first packet may not have reached it;
+ *   the transfer decides whether to resend (a late duplicate from the network is absorbed);
+ * - `supersede`: the client started over — it rebooted and reuses its port (pxelinux and
+ *   some ROMs use fixed ones), or asks for another file — so the old transfer ends,
+ *   silently, and the new request is served;
+ * - `ignore`: a late duplicate of a request whose transfer is running fine. A client never
+ *   repeats its RRQ once it has answered, so this is also all a spoofer who guessed a
+ *   client's port gets against a transfer that progresses.
+ */
+export function requestFromBusyPort(busy: BusyPort): 'repeat' | 'supersede' | 'ignore' {
+  const s = busy.state;
+  if (!s) return busy.sameRequest ? 'ignore' : 'supersede';
+  // Everything was sent: the client may be done and our last ACK lost.
+  if (s.lastBlock !== null && s.sentUpTo >= s.lastBlock) return 'supersede';
+  if (!s.proven) return busy.sameRequest ? 'repeat' : 'supersede';
+  // Proven and stalled (a timeout without progress): the client went away and came back.
+  return s.retries > 0 ? 'supersede' : 'ignore';
 }

@@ -25,7 +25,12 @@ import { negotiateOptions } from './options.ts';
 import { Opcode, TFTP_ERROR_NAMES, TftpError } from './protocol.ts';
 import { TransferShell } from './transfer-shell.ts';
 import type { TransferResult } from './transfer-shell.ts';
-import { ClientLastSeen, ErrorBudget, EvictionSummary } from './server-support.ts';
+import {
+  ClientLastSeen,
+  ErrorBudget,
+  EvictionSummary,
+  requestFromBusyPort,
+} from './server-support.ts';
 
 export interface ServerOptions {
   sources: readonly FileSource[];
@@ -52,6 +57,8 @@ export interface ServerOptions {
 interface ActiveTransfer {
   clientIp: string;
   key: string;
+  /** What was asked (file, mode, options): a repeat is the same request. */
+  request: string;
   /** Set once the transfer runs; null while the file is being resolved. */
   shell: TransferShell | null;
   abortResolve: AbortController;
@@ -59,6 +66,11 @@ interface ActiveTransfer {
   ticket: Ticket<ActiveTransfer>;
   /** Released (ended, evicted or refused): nothing more may be done for it. */
   released: boolean;
+}
+
+/** A request's file, mode and options as one comparable string. */
+function requestIdentity(req: RequestPacket): string {
+  return JSON.stringify([req.filename, req.mode, [...req.options]]);
 }
 
 export class TftpServer {
@@ -177,23 +189,25 @@ export class TftpServer {
   private onReadRequest(local: string, req: RequestPacket, rinfo: RemoteInfo): void {
     if (this.draining) return;
     const key = `${local}|${rinfo.address}|${rinfo.port}`;
+    const request = requestIdentity(req);
     const existing = this.transfers.get(key);
     if (existing) {
-      // While a transfer for this client port runs, an RRQ from it is a retransmission
-      // (possibly delivered late by a reordering link) and is absorbed. Only once the
-      // whole file was sent — the client may be done and our final ACK lost — is the
-      // same port asking again a new boot (pxelinux restarts at port 49152).
-      const s = existing.shell?.state;
-      if (!s || s.lastBlock === null || s.sentUpTo < s.lastBlock) {
+      const meaning = requestFromBusyPort({
+        sameRequest: existing.request === request,
+        state: existing.shell?.state ?? null,
+      });
+      if (meaning !== 'supersede') {
         // It may mean our first packet never reached the client: the transfer decides.
-        existing.shell?.requestRepeated();
+        if (meaning === 'repeat') existing.shell?.requestRepeated();
         this.opts.logger.debug(
           { client: rinfo.address, clientPort: rinfo.port, file: req.filename },
           'Duplicate request ignored',
         );
         return;
       }
-      existing.shell?.abort('superseded by a new request');
+      existing.abortResolve.abort();
+      if (existing.shell) existing.shell.supersede();
+      else this.release(existing);
     }
     const clientIp = canonicalIp(rinfo.address) ?? rinfo.address;
     const fields = { client: clientIp, clientPort: rinfo.port, file: req.filename };
@@ -217,6 +231,7 @@ export class TftpServer {
     const entry = {
       clientIp,
       key,
+      request,
       shell: null,
       abortResolve: new AbortController(),
       released: false,

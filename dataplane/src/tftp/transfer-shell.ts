@@ -68,7 +68,12 @@ export class TransferShell {
     this.dispatch({ type: 'start' });
   }
 
-  /** Ends the transfer from the server's side (shutdown, superseded by a new boot). */
+  /** The client started over from the same port: ends the transfer without a word. */
+  supersede(): void {
+    this.dispatch({ type: 'superseded' });
+  }
+
+  /** Ends the transfer from the server's side (shutdown), with ERROR `code` to the client. */
   abort(message: string, code: number = TftpError.NotDefined): void {
     this.dispatch({ type: 'abort', code, message });
   }

@@ -106,6 +106,11 @@ export type TransferEvent =
   | { type: 'claimed' }
   /** Admission turned the transfer away (its claim, or an eviction): ERROR 0 with `message`. */
   | { type: 'refused'; message: string }
+  /**
+   * The client started over from the same port: the transfer ends without a word (an
+   * ERROR from this TID could pass for the answer to the client's new request).
+   */
+  | { type: 'superseded' }
   | { type: 'abort'; code: number; message: string };
 
 export type TransferAction =
@@ -355,6 +360,10 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
     case 'abort':
       actions.push({ type: 'send-error', code: e.code, message: e.message });
       finish(s, actions, 'aborted', e.message);
+      break;
+
+    case 'superseded':
+      finish(s, actions, 'aborted', 'superseded by a new request from the same port');
       break;
   }
   return actions;
