@@ -51,7 +51,7 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     }),
     refused: new Counter({
       name: 'rtftp_requests_refused_total',
-      help: 'Requests refused before any data was sent, by reason (admission: server-busy, client-busy, subnet-busy, memory-budget, pending-evicted)',
+      help: "Requests refused, by reason; admission refuses before any data or at the client's first ACK (server-busy, client-busy, subnet-busy, memory-budget, pending-evicted)",
       labelNames: ['reason'] as const,
       registers,
     }),
