@@ -10,6 +10,7 @@ import {
   containerOf,
   findObject,
   helmMissingReason,
+  helmWithValues,
   podSpecOf,
   renderChart,
 } from './helm.ts';
@@ -63,5 +64,38 @@ describe('the chart passes arguments the programs accept', { skip }, () => {
       ),
       ['192.168.10.1', '192.168.10.2'],
     );
+  });
+
+  // Admission and retransmission (docs/admission.md)
+  test('admission values reach the dataplane, the largest the program accepts included', () => {
+    const table = [
+      ['maxTransfersPerSubnet', 'maxTransfersPerSubnet', 64],
+      ['maxPending', 'maxPending', 1_000_000],
+      ['maxPendingPerSubnet', 'maxPendingPerSubnet', 50],
+      ['maxTransferMemoryMiB', 'maxTransferMemoryMiB', 65536],
+      ['maxTimeout', 'maxTimeoutS', 255],
+      ['stallTimeout', 'stallTimeoutS', 3600],
+    ] as const;
+    const admission = Object.fromEntries(table.map(([key, , value]) => [key, value]));
+    const ds = findObject(renderChart({ dataplane: { admission } }), 'DaemonSet');
+    const tftp = containerOf(ds, 'tftp');
+    const o = parseDataplaneCli(argsOf(tftp), envOf(tftp));
+    assert.ok(o);
+    for (const [key, option, value] of table) assert.equal(o[option], value, key);
+  });
+
+  test('admission values past what the program accepts are refused by the schema, naming the key', () => {
+    for (const [key, value] of [
+      ['maxTimeout', 256],
+      ['stallTimeout', 3601],
+      ['maxTransferMemoryMiB', 0],
+      ['maxPendingPerSubnet', 0],
+    ] as const) {
+      const run = helmWithValues(['template', 'boot'], {
+        dataplane: { admission: { [key]: value } },
+      });
+      assert.notEqual(run.status, 0, `helm accepted ${key}: ${value}`);
+      assert.match(run.stderr, new RegExp(`dataplane\\.admission\\.${key}`));
+    }
   });
 });

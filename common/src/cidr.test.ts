@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CidrSet, formatCidr, parseCidr } from './cidr.ts';
+import { CidrSet, enclosingCidr, formatCidr, parseCidr } from './cidr.ts';
 
 const good: [string, string][] = [
   ['10.0.0.0/8', '10.0.0.0/8'],
@@ -61,4 +61,17 @@ test('an IPv4-mapped address is matched as the IPv4 address it is', () => {
 
 test('an empty set contains nothing', () => {
   assert.equal(new CidrSet([]).contains('10.0.0.1'), false);
+});
+
+test('the enclosing block of an address: its /24 or /64, whatever the spelling', () => {
+  const of = (ip: string) => {
+    const c = enclosingCidr(ip, 24, 64);
+    return c && formatCidr(c);
+  };
+  assert.equal(of('10.1.2.3'), '10.1.2.0/24');
+  assert.equal(of('::ffff:10.1.2.3'), '10.1.2.0/24');
+  assert.equal(of('fd00:1:2:3:4:5:6:7'), 'fd00:1:2:3::/64');
+  assert.equal(of('FD00:1:2:3::9'), 'fd00:1:2:3::/64');
+  assert.equal(of('fe80::1%eth0'), 'fe80::/64');
+  assert.equal(of('not an address'), null);
 });

@@ -103,6 +103,19 @@ export function cidrOf(text: string): Cidr {
 }
 
 /**
+ * The block of `prefixV4` (IPv4) or `prefixV6` (IPv6) bits that holds `ip` — the /24 or
+ * /64 a client belongs to, say — or null when `ip` is not an address. Any textual form is
+ * taken (zone indexes are dropped; an IPv4-mapped address is its IPv4 address).
+ */
+export function enclosingCidr(ip: string, prefixV4: number, prefixV6: number): Cidr | null {
+  const canonical = canonicalIp(ip);
+  if (canonical === null) return null;
+  const family = familyOf(canonical) === 4 ? 4 : 6;
+  const prefix = family === 4 ? prefixV4 : prefixV6;
+  return { address: networkOf(canonical, prefix, family), prefix, family };
+}
+
+/**
  * A set of blocks with one membership test, backed by node's BlockList: one list per
  * family, because a BlockList's IPv6 block also matches IPv4 addresses (as mapped ones),
  * and `::/0` must not mean "every IPv4 address too".

@@ -103,3 +103,45 @@ for (const [args, message] of [
     );
   });
 }
+
+// Admission and retransmission (docs/admission.md)
+test('admission and retransmission flags: documented defaults, from the environment too', () => {
+  const admissionOf = (o: ReturnType<typeof parseCli>) =>
+    o && [
+      o.maxTransfersPerSubnet,
+      o.maxPending,
+      o.maxPendingPerSubnet,
+      o.maxTransferMemoryMiB,
+      o.maxTimeoutS,
+      o.stallTimeoutS,
+    ];
+  assert.deepEqual(admissionOf(parseCli(['--root', '/r'], {})), [1000, 1024, 256, 256, 10, 30]);
+  const fromEnv = parseCli(['--root', '/r', '--max-timeout', '5'], {
+    RTFTP_MAX_TRANSFERS_PER_SUBNET: '64',
+    RTFTP_MAX_PENDING: '100',
+    RTFTP_MAX_PENDING_PER_SUBNET: '10',
+    RTFTP_MAX_TRANSFER_MEMORY: '32',
+    RTFTP_MAX_TIMEOUT: '60',
+    RTFTP_STALL_TIMEOUT: '120',
+  });
+  assert.deepEqual(admissionOf(fromEnv), [64, 100, 10, 32, 5, 120]);
+});
+
+for (const [flag, bad] of [
+  ['--max-transfers-per-subnet', '0'],
+  ['--max-pending', '0'],
+  ['--max-pending-per-subnet', '0'],
+  ['--max-transfer-memory', '65537'],
+  ['--max-timeout', '256'],
+  ['--max-timeout', '0'],
+  ['--stall-timeout', '0'],
+  ['--stall-timeout', '3601'],
+] as const) {
+  test(`rejects ${flag} ${bad} as out of range`, () => {
+    assert.throws(
+      () => parseCli(['--root', '/r', flag, bad], {}),
+      (err: Error) =>
+        err instanceof CliError && err.message.includes(`${flag}: ${bad} is out of range`),
+    );
+  });
+}

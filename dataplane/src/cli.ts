@@ -38,6 +38,13 @@ export interface DataplaneOptions {
   statusAllow: CidrSet;
   /** Answer no read request until the config dir holds a complete snapshot marker. */
   requireSnapshot: boolean;
+  // Admission and retransmission (docs/admission.md)
+  maxTransfersPerSubnet: number;
+  maxPending: number;
+  maxPendingPerSubnet: number;
+  maxTransferMemoryMiB: number;
+  maxTimeoutS: number;
+  stallTimeoutS: number;
 }
 
 export class CliError extends Error {
@@ -258,6 +265,56 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: 'boolean',
     help: 'answer no request until <config-dir>/.rtftp-snapshot.json says complete',
   },
+  // Admission and retransmission (docs/admission.md)
+  'max-transfers-per-subnet': {
+    env: 'RTFTP_MAX_TRANSFERS_PER_SUBNET',
+    kind: 'int',
+    // Half the overall default: one subnet can never take every slot.
+    default: '1000',
+    min: 1,
+    max: 1_000_000,
+    help: 'concurrent transfers per /24 (IPv4) or /64 (IPv6) of client addresses',
+  },
+  'max-pending': {
+    env: 'RTFTP_MAX_PENDING',
+    kind: 'int',
+    default: '1024',
+    min: 1,
+    max: 1_000_000,
+    help: "requests held before their client's first ACK (unproven, maybe spoofed); past it the oldest goes",
+  },
+  'max-pending-per-subnet': {
+    env: 'RTFTP_MAX_PENDING_PER_SUBNET',
+    kind: 'int',
+    default: '256',
+    min: 1,
+    max: 1_000_000,
+    help: "unproven requests held per /24 or /64; past it that subnet's oldest goes",
+  },
+  'max-transfer-memory': {
+    env: 'RTFTP_MAX_TRANSFER_MEMORY',
+    kind: 'int',
+    default: '256',
+    min: 1,
+    max: 65536,
+    help: 'MiB of buffers all transfers may hold; past it ERROR 0 "server busy"',
+  },
+  'max-timeout': {
+    env: 'RTFTP_MAX_TIMEOUT',
+    kind: 'int',
+    default: '10',
+    min: 1,
+    max: 255,
+    help: 'largest timeout option accepted (s; larger is not acknowledged), and the longest retransmission interval',
+  },
+  'stall-timeout': {
+    env: 'RTFTP_STALL_TIMEOUT',
+    kind: 'int',
+    default: '30',
+    min: 1,
+    max: 3600,
+    help: 'seconds a transfer may go without progress before it is abandoned',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -360,6 +417,12 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     probePort: int('probe-port'),
     statusAllow,
     requireSnapshot: flag('require-snapshot'),
+    maxTransfersPerSubnet: int('max-transfers-per-subnet'),
+    maxPending: int('max-pending'),
+    maxPendingPerSubnet: int('max-pending-per-subnet'),
+    maxTransferMemoryMiB: int('max-transfer-memory'),
+    maxTimeoutS: int('max-timeout'),
+    stallTimeoutS: int('stall-timeout'),
   };
 }
 

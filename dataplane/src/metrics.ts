@@ -58,7 +58,7 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     }),
     refused: new Counter({
       name: 'rtftp_requests_refused_total',
-      help: 'Requests refused before any data was sent, by reason',
+      help: "Requests refused, by reason; admission refuses before any data or at the client's first ACK (server-busy, client-busy, subnet-busy, memory-budget, pending-evicted)",
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -169,6 +169,22 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       name: 'rtftp_config_snapshot_resource_version_info',
       help: 'Always 1, one per rendered ConfigMap (shard) of the served config snapshot, with its resourceVersion',
       labelNames: ['configmap', 'resource_version'] as const,
+      registers,
+    }),
+    // Admission (docs/admission.md)
+    transfersPending: new Gauge({
+      name: 'rtftp_transfers_pending',
+      help: 'Requests whose client has not answered yet (unproven, possibly spoofed), held in the pending pool',
+      registers,
+    }),
+    transferMemory: new Gauge({
+      name: 'rtftp_transfer_memory_bytes',
+      help: 'Buffer memory reserved by proven transfers, against --max-transfer-memory',
+      registers,
+    }),
+    transferMemoryBudget: new Gauge({
+      name: 'rtftp_transfer_memory_budget_bytes',
+      help: 'The memory budget of all transfers (--max-transfer-memory)',
       registers,
     }),
   };

@@ -42,6 +42,9 @@ describe('daemon lifecycle', { skip: rtftpMissingReason() }, () => {
     try {
       const first = await firstReply(a, server, encodeRrq('ten.bin'));
       assert.equal(first.packet.kind, 'data');
+      // Only a client that answered holds a slot (an unproven request may be spoofed).
+      await a.send(encodeAck(1), first.port);
+      assert.ok(await a.receive(2000), 'no DATA 2 after ACK 1');
       const busy = await firstReply(b, server, encodeRrq('ten.bin'));
       assert.deepEqual(
         [busy.packet.kind, busy.packet.kind === 'error' && busy.packet.code],

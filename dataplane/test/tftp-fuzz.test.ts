@@ -2,6 +2,11 @@
  * Fuzz: random datagrams and mutations of valid RRQ/WRQ/ACK/ERROR/DATA/OACK packets,
  * sent to the server's port and to a live transfer's TID. Afterwards the server is
  * alive, logged nothing fatal, and still serves a real client a byte-identical file.
+ *
+ * Two runs: a property (fast-check shrinks a failure to a minimal batch), and a bulk of
+ * 10^5 datagrams (issue 12) with a fresh live transfer every thousand — a fuzzed ERROR or
+ * ACK ends a transfer, so one TID soon stops being a target — after which the server's
+ * memory has stayed bounded and its sockets and files are back to where they were.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -9,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { makeTempDir, sha256File, writeSeededFile } from './helpers/fixtures.ts';
 import type { TempDir } from './helpers/fixtures.ts';
+import { readdirSync, readFileSync } from 'node:fs';
 import { failed, runClient } from './helpers/real-clients.ts';
 import {
   serverMissingReason,
@@ -17,16 +23,31 @@ import {
 } from './helpers/server-under-test.ts';
 import {
   decodePacket,
+  describePacket,
   encodeAck,
   encodeData,
   encodeError,
   encodeRrq,
   encodeWrq,
 } from './helpers/tftp-packets.ts';
+import { peakRssKb } from './helpers/tftp-servers.ts';
 import type { RunningServer } from './helpers/tftp-servers.ts';
 import { UdpEndpoint } from './helpers/udp-endpoint.ts';
 
 const RUNS = Number(process.env.RTFTP_FUZZ_RUNS ?? 1000);
+const BULK = Number(process.env.RTFTP_FUZZ_DATAGRAMS ?? 100_000);
+const PER_TRANSFER = 1000;
+/** Same bound as the spoofed flood: what 10^5 hostile datagrams may cost the server at most. */
+const RSS_GROWTH_LIMIT_MB = 64;
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? NaN);
+}
+
+function openFds(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
 
 const optionName = fc.oneof(
   fc.constantFrom('blksize', 'tsize', 'timeout', 'windowsize', 'BLKSIZE', 'multicast', 'rollover'),
@@ -112,7 +133,9 @@ describe('fuzzed datagrams', { skip: serverMissingReason() }, () => {
     mkdirSync(dir.file('out'));
     const tree = servedTree(dir.file('root'));
     expected = writeSeededFile(`${tree.defaultDir}/fuzz.bin`, 200_003, 90);
-    server = await startServerUnderTest(tree);
+    // Fuzzed requests start transfers nobody finishes: a short stall limit ends them
+    // within seconds, so the test can see that nothing they held is left behind.
+    server = await startServerUnderTest(tree, ['--stall-timeout', '2']);
   });
 
   after(async () => {
@@ -143,10 +166,17 @@ describe('fuzzed datagrams', { skip: serverMissingReason() }, () => {
     } finally {
       socket.close();
     }
+    await assertStillServes('after-fuzz.bin');
+    const errors = server.logs.filter((l) => Number(l.level) >= 50).length;
+    console.log(`fuzz: ${RUNS} runs; server alive; ${errors} error-level log lines`);
+  });
+
+  /** Alive, nothing fatal logged, and a real client gets the file byte-identical. */
+  async function assertStillServes(name: string): Promise<void> {
     assert.ok(server.alive(), 'the server died');
     const fatal = server.logs.filter((l) => Number(l.level) >= 60);
     assert.deepEqual(fatal, [], 'fatal log lines');
-    const out = dir.file('out', 'after-fuzz.bin');
+    const out = dir.file('out', name);
     const run = await runClient('busybox', {
       host: '127.0.0.1',
       port: server.port,
@@ -156,7 +186,71 @@ describe('fuzzed datagrams', { skip: serverMissingReason() }, () => {
     });
     assert.ok(!failed(run), `${run.command}: ${run.output}`);
     assert.equal(await sha256File(out), expected);
-    const errors = server.logs.filter((l) => Number(l.level) >= 50).length;
-    console.log(`fuzz: ${RUNS} runs; server alive; ${errors} error-level log lines`);
+  }
+
+  /**
+   * A transfer to aim at: a fresh socket that asked for fuzz.bin, and the TID that
+   * answered — or why there is none. It retries as a client does: the kernel may give the
+   * new socket the port of an earlier round's, whose transfer still runs (until the stall
+   * limit), and the server rightly takes the request for a repeat of that one.
+   */
+  async function liveTransfer(): Promise<{ socket: UdpEndpoint; tid: number } | string> {
+    const socket = await UdpEndpoint.open();
+    let answer = 'no answer';
+    for (let attempt = 0; attempt < 5; attempt++) {
+      await socket.send(encodeRrq('fuzz.bin', 'octet', { blksize: '512' }), server.port);
+      const first = await socket.receive(1000);
+      if (!first) continue;
+      if (decodePacket(first.msg).kind !== 'error') return { socket, tid: first.port };
+      answer = describePacket(first.msg);
+      break;
+    }
+    socket.close();
+    return answer;
+  }
+
+  it(`survives ${BULK} fuzzed datagrams at its port and at live transfers with memory and descriptors bounded`, async () => {
+    const seed = Number(process.env.RTFTP_FUZZ_SEED ?? Date.now() % 1_000_000);
+    const batch = fc.sample(fc.tuple(datagram, fc.boolean()), { numRuns: BULK, seed });
+    await assertStillServes('before-bulk.bin');
+    const baselineKb = rssKb(server.pid);
+    const baselineFds = openFds(server.pid);
+    let toTid = 0;
+    for (let i = 0; i < batch.length; i += PER_TRANSFER) {
+      const live = await liveTransfer();
+      if (typeof live === 'string') {
+        const recent = server.output.slice(-10).join('\n');
+        assert.fail(`seed ${seed}: after ${i} datagrams a request got ${live}; server:\n${recent}`);
+      }
+      try {
+        for (let j = i; j < Math.min(i + PER_TRANSFER, batch.length); j++) {
+          const [msg, aimAtTid] = batch[j]!;
+          if (aimAtTid) toTid++;
+          await live.socket.send(msg, aimAtTid ? live.tid : server.port);
+          // Paced: a burst far past the socket's receive buffer would be dropped by the
+          // kernel, and a datagram the server never reads tests nothing.
+          if (j % 100 === 99) await new Promise((r) => setTimeout(r, 2));
+        }
+      } finally {
+        live.socket.close();
+      }
+    }
+    const peakGrowthMb = (peakRssKb(server.pid) - baselineKb) / 1024;
+    await assertStillServes('after-bulk.bin');
+    // What fuzzed transfers held goes within the stall limit (2 s) plus a margin.
+    let fds = openFds(server.pid);
+    for (let t = 0; t < 100 && fds > baselineFds + 2; t++) {
+      await new Promise((r) => setTimeout(r, 100));
+      fds = openFds(server.pid);
+    }
+    console.log(
+      `fuzz bulk (seed ${seed}): ${batch.length} datagrams, ${toTid} at transfer ports; ` +
+        `peak RSS +${peakGrowthMb.toFixed(1)} MB; descriptors ${baselineFds} → ${fds}`,
+    );
+    assert.ok(
+      peakGrowthMb < RSS_GROWTH_LIMIT_MB,
+      `seed ${seed}: peak RSS grew by ${peakGrowthMb.toFixed(1)} MB`,
+    );
+    assert.ok(fds <= baselineFds + 2, `seed ${seed}: ${fds - baselineFds} descriptors leaked`);
   });
 });

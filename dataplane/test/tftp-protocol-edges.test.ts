@@ -12,6 +12,7 @@ import {
   serverMissingReason,
   servedTree,
   startServerUnderTest,
+  testingPeer,
 } from './helpers/server-under-test.ts';
 import { downloadFile } from './helpers/tftp-client.ts';
 import {
@@ -221,6 +222,111 @@ describe('TFTP protocol edge cases', { skip: serverMissingReason() }, () => {
       s.close();
     }
   });
+
+  /** The rest of twenty.bin from `tid`, lock-step at 512, after `first` (DATA 1) arrived. */
+  async function finishTwenty(s: UdpEndpoint, tid: number, first: Packet): Promise<void> {
+    assert.ok(first.kind === 'data' && first.block === 1, `expected DATA 1, got ${first.kind}`);
+    const received = [first.data];
+    for (let block = 1; received.at(-1)!.length === 512; block++) {
+      await s.send(encodeAck(block), tid);
+      const d = await s.receive(3000);
+      assert.ok(d && d.port === tid, `no DATA ${block + 1} from the TID`);
+      const p = decodePacket(d.msg);
+      assert.ok(p.kind === 'data' && p.block === block + 1, describePacket(d.msg));
+      received.push(p.data);
+    }
+    await s.send(encodeAck(received.length), tid);
+    assert.equal(sha256(Buffer.concat(received)), sha256(data20));
+  }
+
+  // How rtftp reads a request from the port of a transfer still running
+  // (requestFromBusyPort): in.tftpd forks per request and has no such notion.
+  const rtftpOnly = testingPeer ? 'rtftp behaviour (RTFTP_TEST_PEER is set)' : undefined;
+
+  it(
+    'serves a client that restarted from the same port once its old transfer stalled, without an ERROR from the old TID',
+    { skip: rtftpOnly },
+    async () => {
+      const s = await socket();
+      try {
+        await s.send(encodeRrq('twenty.bin'), server.port);
+        const d1 = await s.receive(3000);
+        assert.ok(d1 && decodePacket(d1.msg).kind === 'data');
+        await s.send(encodeAck(1), d1.port);
+        assert.ok(await s.receive(3000), 'no DATA 2');
+        // The client "reboots": it never ACKs DATA 2. Once the server resent it (a timeout
+        // without progress), the same request from the same port is a new boot.
+        const resent = await s.receive(3000);
+        assert.ok(resent && resent.port === d1.port, 'DATA 2 was not resent');
+        await s.send(encodeRrq('twenty.bin'), server.port);
+        const fresh = await s.receive(3000);
+        assert.ok(fresh, 'the restarted request got no answer');
+        assert.notEqual(
+          fresh.port,
+          d1.port,
+          `answered from the old TID: ${describePacket(fresh.msg)}`,
+        );
+        await finishTwenty(s, fresh.port, decodePacket(fresh.msg));
+        const stray = (await s.collect(300)).filter((d) => d.port === d1.port);
+        assert.deepEqual(
+          stray.map((d) => describePacket(d.msg)),
+          [],
+          'the old TID spoke again',
+        );
+      } finally {
+        s.close();
+      }
+    },
+  );
+
+  it(
+    'serves the other file asked from the port of an unanswered OACK, never the first one',
+    { skip: rtftpOnly },
+    async () => {
+      const s = await socket();
+      try {
+        await s.send(encodeRrq('text.txt', 'octet', { blksize: '1024' }), server.port);
+        const oack = await s.receive(3000);
+        assert.ok(oack && decodePacket(oack.msg).kind === 'oack');
+        await s.send(encodeRrq('twenty.bin'), server.port);
+        const d = await s.receive(3000);
+        assert.ok(d && d.port !== oack.port, 'no answer from a new TID');
+        await finishTwenty(s, d.port, decodePacket(d.msg));
+      } finally {
+        s.close();
+      }
+    },
+  );
+
+  it(
+    'answers a repeated RRQ with the OACK at once after one timeout (the OACK was lost)',
+    { skip: rtftpOnly },
+    async () => {
+      const s = await socket();
+      try {
+        // timeout 3: the timer alone would resend the OACK at 3 + 6 = 9 s.
+        const request = encodeRrq('twenty.bin', 'octet', { blksize: '512', timeout: '3' });
+        await s.send(request, server.port);
+        const lost = await s.receive(3000);
+        assert.ok(lost && decodePacket(lost.msg).kind === 'oack');
+        assert.equal(await s.receive(3300), undefined, 'the first timeout after an OACK is quiet');
+        const repeatedAt = performance.now();
+        await s.send(request, server.port);
+        const again = await s.receive(5000);
+        assert.ok(again && again.port === lost.port && decodePacket(again.msg).kind === 'oack');
+        assert.ok(
+          performance.now() - repeatedAt < 4000,
+          'the OACK came with the timer, not the repeat',
+        );
+        await s.send(encodeAck(0), again.port);
+        const d1 = await s.receive(3000);
+        assert.ok(d1);
+        await finishTwenty(s, d1.port, decodePacket(d1.msg));
+      } finally {
+        s.close();
+      }
+    },
+  );
 
   it("does not resend on late duplicate ACKs (no Sorcerer's Apprentice storm)", async () => {
     const s = await socket();

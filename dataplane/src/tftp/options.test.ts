@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { negotiateOptions } from './options.ts';
 
-const limits = { maxWindowBytes: 1 << 20 };
+const limits = { maxWindowBytes: 1 << 20, maxTimeoutS: 255 };
 const req = (o: Record<string, string>) => new Map(Object.entries(o));
 
 test('no options: lock-step at 512 bytes, no OACK', () => {
@@ -39,6 +39,7 @@ test('ignores unknown options and values out of range (not echoed)', () => {
 test('accepts the RFC limits themselves', () => {
   const n = negotiateOptions(req({ blksize: '65464', timeout: '255', windowsize: '1' }), 1, {
     maxWindowBytes: 1 << 28,
+    maxTimeoutS: 255,
   });
   assert.deepEqual([n.blksize, n.timeoutS, n.windowsize], [65464, 255, 1]);
   const lo = negotiateOptions(req({ blksize: '8', timeout: '1' }), 1, limits);
@@ -55,4 +56,19 @@ test('caps windowsize so window × blksize fits the memory bound, answering the 
   const n = negotiateOptions(req({ windowsize: '65535', blksize: '65464' }), 1, limits);
   assert.equal(n.windowsize, 16);
   assert.equal(n.oack.get('windowsize'), '16');
+});
+
+test('a timeout past the cap is left out of the OACK (RFC 2349 allows no other answer)', () => {
+  const capped = { ...limits, maxTimeoutS: 10 };
+  const over = negotiateOptions(req({ timeout: '255', blksize: '1428' }), 1, capped);
+  assert.equal(over.timeoutS, undefined);
+  assert.deepEqual([...over.oack], [['blksize', '1428']]);
+  const at = negotiateOptions(req({ timeout: '10' }), 1, capped);
+  assert.deepEqual([at.timeoutS, at.oack.get('timeout')], [10, '10']);
+});
+
+test('tsize is not acknowledged when the size is not known', () => {
+  const n = negotiateOptions(req({ tsize: '0', blksize: '1024' }), undefined, limits);
+  assert.deepEqual([...n.oack], [['blksize', '1024']]);
+  assert.equal(n.tsizeRequested, false);
 });

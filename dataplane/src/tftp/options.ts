@@ -19,6 +19,13 @@ export interface NegotiationLimits {
    * retransmission; a larger windowsize is answered with the largest that fits.
    */
   maxWindowBytes: number;
+  /**
+   * Largest `timeout` (seconds) accepted. RFC 2349 lets the server only accept or ignore
+   * the client's value, never answer another: a larger one is left out of the OACK and
+   * the server's default applies. A client that asks for 255 s must not make a transfer
+   * hold its slot for many minutes.
+   */
+  maxTimeoutS: number;
 }
 
 export interface NegotiatedOptions {
@@ -38,11 +45,12 @@ function parseDecimal(v: string): number | null {
 
 /**
  * @param requested option names lower-cased, values as sent
- * @param fileSize size the transfer will send (after netascii conversion)
+ * @param fileSize size the transfer will send (after netascii conversion); undefined when
+ *   it is not known (then `tsize` is not acknowledged)
  */
 export function negotiateOptions(
   requested: ReadonlyMap<string, string>,
-  fileSize: number,
+  fileSize: number | undefined,
   limits: NegotiationLimits,
 ): NegotiatedOptions {
   const result: NegotiatedOptions = {
@@ -63,14 +71,14 @@ export function negotiateOptions(
           result.oack.set(name, String(n));
         break;
       case 'timeout':
-        if (n !== null && n >= MIN_TIMEOUT_S && n <= MAX_TIMEOUT_S) {
+        if (n !== null && n >= MIN_TIMEOUT_S && n <= Math.min(MAX_TIMEOUT_S, limits.maxTimeoutS)) {
           result.timeoutS = n;
           result.oack.set(name, String(n));
         }
         break;
       case 'tsize':
         // RFC 2349: a read request carries 0; we answer with the size. A non-number is ignored.
-        if (n !== null) {
+        if (n !== null && fileSize !== undefined) {
           result.tsizeRequested = true;
           result.oack.set(name, String(fileSize));
         }

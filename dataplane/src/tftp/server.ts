@@ -2,25 +2,36 @@
  * The TFTP server: takes requests on the listening sockets, resolves the file in the
  * client's view, negotiates options and runs each transfer from its own socket (TID).
  * Nothing a request does — waiting for a disk, a slow client, a malformed packet —
- * delays any other client's request.
+ * delays any other client's request. Which request may start, and what it may cost, is
+ * admission's to say (../admission/, docs/admission.md): a request stays unproven, and
+ * cheap, until its client's first ACK.
  */
 import type { RemoteInfo } from 'node:dgram';
 import type { Logger } from 'pino';
 import { canonicalIp } from '../../../common/src/nbd-config.ts';
+import { TransferAdmission, clientKeyOf } from '../admission/admission.ts';
+import type { AdmissionLimits, Ticket } from '../admission/admission.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
 import { parseRequestPath } from '../sources/request-path.ts';
-import type { FileSource, OpenedFile } from '../sources/source.ts';
+import type { FileSource } from '../sources/source.ts';
 import { resolveInView } from '../sources/view.ts';
 import { encodeError, parsePacket } from './codec.ts';
 import type { RequestPacket } from './codec.ts';
 import { Listeners, openTransferSocket } from './listeners.ts';
 import type { ListenSpec } from './listen-spec.ts';
-import { NetasciiFile, netasciiSize } from './netascii.ts';
+import { BlockReader } from './block-reader.ts';
+import type { ReadableFile } from './block-reader.ts';
+import { NETASCII_BUFFER_BYTES, NetasciiFile, netasciiSize } from './netascii.ts';
 import { negotiateOptions } from './options.ts';
 import { Opcode, TFTP_ERROR_NAMES, TftpError } from './protocol.ts';
 import { TransferShell } from './transfer-shell.ts';
 import type { TransferResult } from './transfer-shell.ts';
-import { ClientLastSeen, ErrorBudget } from './server-support.ts';
+import {
+  ClientLastSeen,
+  ErrorBudget,
+  EvictionSummary,
+  requestFromBusyPort,
+} from './server-support.ts';
 
 export interface ServerOptions {
   sources: readonly FileSource[];
@@ -28,11 +39,18 @@ export interface ServerOptions {
   port: number;
   logger: Logger;
   metrics: DataplaneMetrics;
-  maxTransfers: number;
-  maxTransfersPerClient: number;
+  /** Which transfers may start and what they may cost (docs/admission.md). */
+  admission: AdmissionLimits;
   /** Retransmission timeout when the client did not negotiate one. */
   timeoutMs: number;
   maxRetries: number;
+  /**
+   * Largest `timeout` option accepted (seconds); also the cap of the backed-off
+   * retransmission interval: the longest the server stays silent towards a client.
+   */
+  maxTimeoutS: number;
+  /** A transfer that makes no progress for this long is abandoned. */
+  stallTimeoutMs: number;
   /** Bound on window × blksize a transfer keeps for retransmission. */
   maxWindowBytes: number;
   /**
@@ -45,15 +63,27 @@ export interface ServerOptions {
 interface ActiveTransfer {
   clientIp: string;
   key: string;
+  /** What was asked (file, mode, options): a repeat is the same request. */
+  request: string;
   /** Set once the transfer runs; null while the file is being resolved. */
   shell: TransferShell | null;
   abortResolve: AbortController;
+  /** Its place in admission: pending until the client's first ACK, then active. */
+  ticket: Ticket<ActiveTransfer>;
+  /** Released (ended, evicted or refused): nothing more may be done for it. */
+  released: boolean;
+}
+
+/** A request's file, mode and options as one comparable string. */
+function requestIdentity(req: RequestPacket): string {
+  return JSON.stringify([req.filename, req.mode, [...req.options]]);
 }
 
 export class TftpServer {
   private readonly listeners: Listeners;
   private readonly transfers = new Map<string, ActiveTransfer>();
-  private readonly perClient = new Map<string, number>();
+  private readonly admission: TransferAdmission<ActiveTransfer>;
+  private readonly evictions: EvictionSummary;
   private readonly errorBudget = new ErrorBudget(2000);
   private readonly lastSeen: ClientLastSeen;
   private draining = false;
@@ -67,6 +97,9 @@ export class TftpServer {
       opts.logger,
     );
     this.lastSeen = new ClientLastSeen(opts.metrics.clientLastTransfer, 4096);
+    this.admission = new TransferAdmission(opts.admission);
+    this.evictions = new EvictionSummary(opts.logger);
+    opts.metrics.transferMemoryBudget.set(opts.admission.memoryBudgetBytes);
   }
 
   get port(): number {
@@ -87,6 +120,7 @@ export class TftpServer {
   async stop(graceMs: number): Promise<void> {
     this.draining = true;
     this.listeners.close();
+    this.evictions.flush();
     if (this.transfers.size > 0) {
       await Promise.race([
         new Promise<void>((r) => this.idleWaiters.push(r)),
@@ -162,21 +196,25 @@ export class TftpServer {
     if (this.draining) return;
     if (this.opts.admitRequest && !this.opts.admitRequest(rinfo, req.filename)) return;
     const key = `${local}|${rinfo.address}|${rinfo.port}`;
+    const request = requestIdentity(req);
     const existing = this.transfers.get(key);
     if (existing) {
-      // While a transfer for this client port runs, an RRQ from it is a retransmission
-      // (possibly delivered late by a reordering link) and is absorbed. Only once the
-      // whole file was sent — the client may be done and our final ACK lost — is the
-      // same port asking again a new boot (pxelinux restarts at port 49152).
-      const s = existing.shell?.state;
-      if (!s || s.lastBlock === null || s.sentUpTo < s.lastBlock) {
+      const meaning = requestFromBusyPort({
+        sameRequest: existing.request === request,
+        state: existing.shell?.state ?? null,
+      });
+      if (meaning !== 'supersede') {
+        // It may mean our first packet never reached the client: the transfer decides.
+        if (meaning === 'repeat') existing.shell?.requestRepeated();
         this.opts.logger.debug(
           { client: rinfo.address, clientPort: rinfo.port, file: req.filename },
           'Duplicate request ignored',
         );
         return;
       }
-      existing.shell?.abort('superseded by a new request');
+      existing.abortResolve.abort();
+      if (existing.shell) existing.shell.supersede();
+      else this.release(existing);
     }
     const clientIp = canonicalIp(rinfo.address) ?? rinfo.address;
     const fields = { client: clientIp, clientPort: rinfo.port, file: req.filename };
@@ -191,28 +229,30 @@ export class TftpServer {
       );
       return;
     }
-    if (this.transfers.size >= this.opts.maxTransfers) {
-      this.refuse(local, rinfo, TftpError.NotDefined, 'server busy', 'server-busy', fields);
-      return;
-    }
-    if ((this.perClient.get(clientIp) ?? 0) >= this.opts.maxTransfersPerClient) {
-      this.refuse(local, rinfo, TftpError.NotDefined, 'server busy', 'client-busy', fields);
-      return;
-    }
     const path = parseRequestPath(req.filename);
     if (!path.ok) {
       this.refuse(local, rinfo, TftpError.AccessViolation, 'access violation', path.reason, fields);
       return;
     }
-    const entry: ActiveTransfer = {
+    // The ticket is set right below, before anything reads it (admission keeps the entry).
+    const entry = {
       clientIp,
       key,
+      request,
       shell: null,
       abortResolve: new AbortController(),
-    };
+      released: false,
+    } as Omit<ActiveTransfer, 'ticket'> as ActiveTransfer;
+    const admitted = this.admission.request(clientKeyOf(rinfo.address), entry);
+    if (!admitted.ok) {
+      this.refuse(local, rinfo, TftpError.NotDefined, 'server busy', admitted.reason, fields);
+      return;
+    }
+    entry.ticket = admitted.ticket;
     this.transfers.set(key, entry);
-    this.perClient.set(clientIp, (this.perClient.get(clientIp) ?? 0) + 1);
     this.opts.metrics.activeTransfers.inc();
+    for (const victim of admitted.evicted) this.evict(victim);
+    this.syncAdmissionGauges();
     void this.serve(local, req, rinfo, entry, path.components, fields).catch((err: Error) => {
       this.opts.logger.error({ ...fields, err: err.message }, 'Request failed unexpectedly');
       this.sendError(local, rinfo, TftpError.NotDefined, 'internal error');
@@ -220,14 +260,44 @@ export class TftpServer {
     });
   }
 
+  /**
+   * Admission displaced this unproven request to make room for a newer one. A client
+   * that already has our first packet gets ERROR 0 from the transfer's port (else it
+   * would wait on a port that no longer answers); one still being resolved has had
+   * nothing yet and simply retransmits its RRQ.
+   */
+  private evict(entry: ActiveTransfer): void {
+    this.opts.metrics.refused.inc({ reason: 'pending-evicted' });
+    this.opts.logger.debug({ client: entry.clientIp }, 'Unproven request evicted');
+    this.evictions.note(entry.ticket.subnet);
+    entry.abortResolve.abort();
+    if (entry.shell) entry.shell.refuse('server busy');
+    else this.release(entry);
+  }
+
   private release(entry: ActiveTransfer): void {
-    if (this.transfers.get(entry.key) !== entry) return;
-    this.transfers.delete(entry.key);
-    const n = (this.perClient.get(entry.clientIp) ?? 1) - 1;
-    if (n <= 0) this.perClient.delete(entry.clientIp);
-    else this.perClient.set(entry.clientIp, n);
+    if (entry.released) return;
+    entry.released = true;
+    this.admission.release(entry.ticket);
+    this.syncAdmissionGauges();
+    if (this.transfers.get(entry.key) === entry) this.transfers.delete(entry.key);
     this.opts.metrics.activeTransfers.dec();
     if (this.transfers.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private syncAdmissionGauges(): void {
+    this.opts.metrics.transfersPending.set(this.admission.pending);
+    this.opts.metrics.transferMemory.set(this.admission.memoryReserved);
+  }
+
+  /** The client's first ACK: the transfer takes its slot and memory, or is refused. */
+  private claim(entry: ActiveTransfer, bytes: number, fields: object): boolean {
+    const r = this.admission.prove(entry.ticket, bytes);
+    this.syncAdmissionGauges();
+    if (r.ok) return true;
+    this.opts.metrics.refused.inc({ reason: r.reason });
+    this.opts.logger.info({ ...fields, reason: r.reason, bytes }, 'Request refused');
+    return false;
   }
 
   private async serve(
@@ -248,7 +318,8 @@ export class TftpServer {
         { ...fields, source: u.source, reason: u.reason },
         'Source unavailable',
       );
-    if (entry.abortResolve.signal.aborted || this.transfers.get(entry.key) !== entry) {
+    // Evicted or shut down meanwhile.
+    if (entry.abortResolve.signal.aborted || entry.released) {
       if (result.status === 'found') await result.file.close();
       this.release(entry);
       return;
@@ -274,15 +345,41 @@ export class TftpServer {
       return;
     }
     const { source, location } = result;
-    let file: OpenedFile = result.file;
-    if (req.mode === 'netascii') file = new NetasciiFile(file, await netasciiSize(file));
-    const negotiated = negotiateOptions(req.options, file.size, {
+    const opened = result.file;
+    let file: ReadableFile = opened;
+    let tsize: number | undefined = opened.size;
+    let extraBytes = 0;
+    if (req.mode === 'netascii') {
+      // Counted only when asked (a read of the whole file), and only for small files.
+      tsize = req.options.has('tsize') ? ((await netasciiSize(opened)) ?? undefined) : undefined;
+      file = new NetasciiFile(opened);
+      extraBytes = NETASCII_BUFFER_BYTES;
+    }
+    const negotiated = negotiateOptions(req.options, tsize, {
       maxWindowBytes: this.opts.maxWindowBytes,
+      maxTimeoutS: this.opts.maxTimeoutS,
     });
+    // Evicted meanwhile (the netascii count and the socket take turns of the event loop).
+    if (entry.released) return void (await file.close());
     const socket = await openTransferSocket(local, rinfo).catch(async (err: Error) => {
       await file.close();
       throw err;
     });
+    if (entry.released) {
+      socket.close();
+      return void (await file.close());
+    }
+    const readAheadBlocks = Math.max(2 * negotiated.windowsize, 2);
+    const memoryBytes = BlockReader.bufferBytes(negotiated.blksize, readAheadBlocks) + extraBytes;
+    const finished = {
+      ...fields,
+      source,
+      location,
+      size: opened.size,
+      ...(req.mode === 'netascii' ? { mode: req.mode } : {}),
+      blksize: negotiated.blksize,
+      windowsize: negotiated.windowsize,
+    };
     const shell = new TransferShell(
       socket,
       file,
@@ -291,26 +388,22 @@ export class TftpServer {
         windowsize: negotiated.windowsize,
         timeoutMs:
           negotiated.timeoutS !== undefined ? negotiated.timeoutS * 1000 : this.opts.timeoutMs,
+        maxIntervalMs: this.opts.maxTimeoutS * 1000,
+        stallLimitMs: this.opts.stallTimeoutMs,
         maxRetries: this.opts.maxRetries,
         sendOack: negotiated.oack.size > 0,
         tsizeRequested: negotiated.tsizeRequested,
-        readAheadBlocks: Math.max(2 * negotiated.windowsize, 2),
+        readAheadBlocks,
       },
       negotiated.oack,
       {
+        claim: () => this.claim(entry, memoryBytes, finished),
         onRetransmit: () => this.opts.metrics.retransmits.inc(),
         onErrorSent: (code) =>
           this.opts.metrics.errorsSent.inc({ code: TFTP_ERROR_NAMES[code] ?? String(code) }),
         onFinish: (r) => {
           this.release(entry);
-          this.recordFinish(r, {
-            ...fields,
-            source,
-            location,
-            size: file.size,
-            blksize: negotiated.blksize,
-            windowsize: negotiated.windowsize,
-          });
+          this.recordFinish(r, finished);
         },
       },
     );
@@ -330,6 +423,8 @@ export class TftpServer {
       retransmits: r.retransmits,
       outcome: r.outcome,
     };
+    // Refused by admission: already counted and logged as a refusal (or an eviction).
+    if (r.outcome === 'refused') return;
     if (r.outcome === 'probe') {
       m.probes.inc();
       this.opts.logger.debug(line, 'Size probe answered');

@@ -15,7 +15,7 @@ import type {
   TransferState,
 } from './transfer.ts';
 import { BlockReader } from './block-reader.ts';
-import type { OpenedFile } from '../sources/source.ts';
+import type { ReadableFile } from './block-reader.ts';
 
 export interface TransferResult {
   outcome: Outcome;
@@ -27,6 +27,11 @@ export interface TransferResult {
 }
 
 export interface TransferHooks {
+  /**
+   * The client proved it exists (its first ACK): take the transfer's slot and memory
+   * (admission). False refuses it: the client gets ERROR 0 "server busy".
+   */
+  claim(): boolean;
   onRetransmit(): void;
   /** An ERROR packet was sent to the client. */
   onErrorSent(code: number): void;
@@ -37,13 +42,15 @@ export class TransferShell {
   readonly state: TransferState;
   private readonly reader: BlockReader;
   private timer: NodeJS.Timeout | null = null;
+  /** The delay `timer` was made with: `refresh()` reuses it, so another delay needs a new timer. */
+  private timerMs = 0;
   private readonly startedAt = process.hrtime.bigint();
   private finished = false;
 
   constructor(
     /** Bound and connected to the client (openTransferSocket). */
     private readonly socket: Socket,
-    private readonly file: OpenedFile,
+    private readonly file: ReadableFile,
     settings: TransferSettings,
     private readonly oack: ReadonlyMap<string, string>,
     private readonly hooks: TransferHooks,
@@ -61,9 +68,24 @@ export class TransferShell {
     this.dispatch({ type: 'start' });
   }
 
-  /** Ends the transfer from the server's side (shutdown, superseded by a new boot). */
+  /** The client started over from the same port: ends the transfer without a word. */
+  supersede(): void {
+    this.dispatch({ type: 'superseded' });
+  }
+
+  /** Ends the transfer from the server's side (shutdown), with ERROR `code` to the client. */
   abort(message: string, code: number = TftpError.NotDefined): void {
     this.dispatch({ type: 'abort', code, message });
+  }
+
+  /** The client sent its RRQ again (absorbed by the server: it is this transfer's). */
+  requestRepeated(): void {
+    this.dispatch({ type: 'request-repeated' });
+  }
+
+  /** Admission turned the transfer away (evicted while unproven): ERROR 0 `message`. */
+  refuse(message: string): void {
+    this.dispatch({ type: 'refused', message });
   }
 
   /** From the client only: the socket is connected to it (listeners.ts). */
@@ -111,8 +133,19 @@ export class TransferShell {
         );
         break;
       case 'arm-timer':
-        if (this.timer) this.timer.refresh();
-        else this.timer = setTimeout(() => this.dispatch({ type: 'timeout' }), a.ms);
+        // The hot path (every window, same interval) restarts the timer in place.
+        if (this.timer && a.ms === this.timerMs) this.timer.refresh();
+        else {
+          if (this.timer) clearTimeout(this.timer);
+          this.timerMs = a.ms;
+          this.timer = setTimeout(() => this.dispatch({ type: 'timeout' }), a.ms);
+        }
+        break;
+      case 'claim':
+        // Always the last action of its step: answering it here cannot reorder anything.
+        this.dispatch(
+          this.hooks.claim() ? { type: 'claimed' } : { type: 'refused', message: 'server busy' },
+        );
         break;
       case 'finish':
         this.finish(a.outcome, a.detail);

@@ -15,6 +15,12 @@ export interface Impairment {
   /** A reordered packet is held back this long at most (ms). */
   maxDelayMs: number;
   seed: number;
+  /**
+   * Packets the link never duplicates (they may still be dropped or reordered): for a
+   * client bug no server can work around — atftp aborts on any second OACK, even one the
+   * network duplicated.
+   */
+  neverDuplicate?: (msg: Buffer) => boolean;
 }
 
 export interface ProxyStats {
@@ -33,7 +39,8 @@ interface Session {
 // One session per client port; past this the proxy refuses new clients (a bounded test tool).
 const MAX_SESSIONS = 2000;
 
-function bind(address: string): Promise<Socket> {
+/** A UDP socket on a free port of `address`; later socket errors (ICMP refusals) are ignored. */
+export function bindUdp4(address: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = createSocket('udp4');
     s.once('error', reject);
@@ -75,7 +82,7 @@ export class LossyUdpProxy {
     impairment: Impairment,
     address = '127.0.0.1',
   ): Promise<LossyUdpProxy> {
-    const front = await bind(address);
+    const front = await bindUdp4(address);
     return new LossyUdpProxy(front, serverAddress, serverPort, impairment, address);
   }
 
@@ -95,7 +102,7 @@ export class LossyUdpProxy {
   }
 
   private async openSession(clientAddress: string, clientPort: number): Promise<Session> {
-    const upstream = await bind(this.address);
+    const upstream = await bindUdp4(this.address);
     this.sockets.push(upstream);
     const session: Session = { upstream, mirrors: new Map() };
     upstream.on('message', (msg, rinfo) => {
@@ -109,7 +116,7 @@ export class LossyUdpProxy {
   private async mirror(session: Session, serverTid: number): Promise<Socket | undefined> {
     let m = session.mirrors.get(serverTid);
     if (m || this.closed) return m;
-    m = await bind(this.address);
+    m = await bindUdp4(this.address);
     // Another packet from the same TID may have raced us here.
     const raced = session.mirrors.get(serverTid);
     if (raced) {
@@ -135,6 +142,7 @@ export class LossyUdpProxy {
     }
     this.stats.forwarded++;
     if (r < drop + duplicate) {
+      if (this.impairment.neverDuplicate?.(msg)) return send();
       this.stats.duplicated++;
       send();
       send();

@@ -128,6 +128,8 @@ function track(name: string, child: ChildProcess, port: number): RunningServer {
 }
 
 export interface RtftpOptions {
+  /** Another checkout's bin/rtftp.js (a before/after comparison); this one's by default. */
+  bin?: string;
   root: string;
   listen?: string[];
   port?: number;
@@ -140,7 +142,7 @@ export interface RtftpOptions {
 export async function startRtftp(o: RtftpOptions): Promise<RunningServer> {
   const argv = [
     process.execPath,
-    RTFTP_BIN,
+    o.bin ?? RTFTP_BIN,
     '--root',
     o.root,
     '--listen',
