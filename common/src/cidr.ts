@@ -7,7 +7,7 @@
  * (`::ffff:10.0.0.5`) is its IPv4 address, so it can never slip past an IPv4 rule.
  */
 import { BlockList, isIP } from 'node:net';
-import { canonicalIp } from './nbd-config.ts';
+import { canonicalIp } from './ip.ts';
 
 export interface Cidr {
   /** The network address, canonical. */
@@ -137,4 +137,20 @@ export class CidrSet {
   toString(): string {
     return this.blocks.map(formatCidr).join(',');
   }
+}
+
+/** True when `ip` (any textual form; IPv4-mapped counts as IPv4) lies in block `c`. */
+export function cidrContains(c: Cidr, ip: string): boolean {
+  const a = canonicalIp(ip);
+  if (a === null || familyOf(a) !== c.family) return false;
+  return networkOf(a, c.prefix, c.family) === c.address;
+}
+
+/** True when every address of `inner` lies in `outer` (a block lies within itself). */
+export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
+  return (
+    inner.family === outer.family &&
+    inner.prefix >= outer.prefix &&
+    networkOf(inner.address, outer.prefix, outer.family) === outer.address
+  );
 }

@@ -5,6 +5,12 @@
  */
 import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
+import { parseCidr } from '../../common/src/cidr.ts';
+import {
+  BUILTIN_RESERVED,
+  NbdTargetPolicy,
+  type ReservedRange,
+} from '../../common/src/nbd-target-policy.ts';
 
 export interface DataplaneOptions {
   root: string;
@@ -30,6 +36,10 @@ export interface DataplaneOptions {
   nbdLaunchTimeoutS: number;
   nbdReadTimeoutS: number;
   logLevel: string;
+  /** --nbd-allow: NBD targets the dataplane may connect to; undefined = no rule (as before). */
+  nbdAllow: NbdTargetPolicy | undefined;
+  /** --nbd-deny: more ranges refused unless an allow entry inside them names them. */
+  nbdDeny: ReservedRange[];
 }
 
 export class CliError extends Error {
@@ -214,6 +224,17 @@ const FLAGS: Record<string, FlagSpec> = {
     default: 'info',
     help: 'trace, debug, info, warn, error',
   },
+  // NBD target policy (docs/security.md, "Tenant and cluster boundaries").
+  'nbd-allow': {
+    env: 'RTFTP_NBD_ALLOW',
+    kind: 'string',
+    help: 'NBD targets allowed, comma-separated: CIDR[:PORT[-PORT]] or /socket/path; loopback and link-local only by an entry inside them (default: no rule)',
+  },
+  'nbd-deny': {
+    env: 'RTFTP_NBD_DENY',
+    kind: 'string',
+    help: 'CIDRs refused like loopback unless an --nbd-allow entry inside them names them (e.g. the cluster CIDRs)',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -312,5 +333,31 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     nbdLaunchTimeoutS: int('nbd-launch-timeout'),
     nbdReadTimeoutS: int('nbd-read-timeout'),
     logLevel,
+    ...nbdTargetFlags(get('nbd-allow'), get('nbd-deny')),
   };
+}
+
+function nbdTargetFlags(
+  allow: string | undefined,
+  deny: string | undefined,
+): Pick<DataplaneOptions, 'nbdAllow' | 'nbdDeny'> {
+  const list = (raw: string) =>
+    raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  const nbdDeny = list(deny ?? '').map((text) => {
+    const r = parseCidr(text);
+    if (!r.ok) throw new CliError(`--nbd-deny: ${r.error}`);
+    return { name: 'refused by --nbd-deny', cidr: r.cidr };
+  });
+  if (allow === undefined) return { nbdAllow: undefined, nbdDeny };
+  const entries = list(allow);
+  // An empty list is a mistake (an unset variable in a template), never "allow everything".
+  if (entries.length === 0) throw new CliError('--nbd-allow: no entry given');
+  try {
+    return { nbdAllow: NbdTargetPolicy.parse(entries, [...BUILTIN_RESERVED, ...nbdDeny]), nbdDeny };
+  } catch (err) {
+    throw new CliError(`--nbd-allow: ${(err as Error).message}`);
+  }
 }

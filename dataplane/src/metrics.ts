@@ -124,6 +124,12 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       help: 'Block cache misses (native backend)',
       registers,
     }),
+    nbdTargetsRefused: new Counter({
+      name: 'rtftp_nbd_targets_refused_total',
+      help: "NBD connects refused before any connection by --nbd-allow or a config's nbd_allow, by rule (reserved: loopback, link-local, --nbd-deny; not-allowed: outside every entry; socket: an unlisted unix socket)",
+      labelNames: ['rule'] as const,
+      registers,
+    }),
     kvmAvailable: new Gauge({
       name: 'rtftp_kvm_available',
       help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG',
