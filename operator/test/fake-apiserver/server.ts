@@ -292,6 +292,9 @@ export class FakeApiServer {
     const selector = url.searchParams.get('labelSelector');
     const rvParam = url.searchParams.get('resourceVersion') ?? '';
     res.writeHead(200, { ...JSON_TYPE, 'transfer-encoding': 'chunked' });
+    // As the real server: the response starts now, not with the first event (client-node's
+    // watch() resolves only once it has the headers).
+    res.flushHeaders();
     const conn: WatchConn = { res, stalled: false, close: () => undefined };
     const write = (type: string, object: unknown) => {
       if (!conn.stalled) res.write(JSON.stringify({ type, object }) + '\n');
