@@ -120,7 +120,9 @@ test('without a ledger (first start) the oldest wins across namespaces and is re
   const r = render([a, b], DEFAULT_RENDER_OPTIONS, undefined, tenancy());
   assert.match(r.configs.get('10.10.0.5.nbd')!, /\/b"/);
   assert.deepEqual(r.claims.get('10.10.0.5'), { namespace: 'tenant-b' });
-  assert.doesNotMatch(cond(r, 'tenant-a/board', 'Conflict')!.message, /tenant-b|\bother\b/);
+  assert.equal(cond(r, 'tenant-a/board', 'Conflict')?.reason, 'ClaimedByAnotherNamespace');
+  for (const c of r.statuses.get('tenant-a/board')!.conditions)
+    assert.doesNotMatch(c.message, /tenant-b|\bother\b/, c.type);
 });
 
 test('a NotPermitted claimant never takes or keeps an IP', () => {
