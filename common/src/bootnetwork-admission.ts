@@ -57,6 +57,18 @@ export function targetPolicyOf(
   );
 }
 
+/** Policies by the set of BootNetworks granting them, per context (one render). */
+const policies = new WeakMap<AdmissionContext, Map<string, NbdTargetPolicy>>();
+
+function policyFor(ctx: AdmissionContext, networks: readonly CompiledBootNetwork[]) {
+  let byNames = policies.get(ctx);
+  if (!byNames) policies.set(ctx, (byNames = new Map()));
+  const key = names(networks);
+  let p = byNames.get(key);
+  if (!p) byNames.set(key, (p = targetPolicyOf(networks, ctx.reserved)));
+  return p;
+}
+
 export function admitBootClient(
   ctx: AdmissionContext,
   client: { namespace: string; ip: string; endpoint: NbdEndpoint },
@@ -77,7 +89,7 @@ export function admitBootClient(
       rule: 'client-ip',
       message: `spec.ip: ${ip} is outside the clientCIDRs of the BootNetworks admitting namespace ${namespace} (${names(forNamespace)})`,
     };
-  const policy = targetPolicyOf(forIp, ctx.reserved);
+  const policy = policyFor(ctx, forIp);
   const target = checkEndpoint(policy, client.endpoint, (h) => ctx.resolved(h));
   if (!target.ok)
     return {

@@ -20,7 +20,15 @@
  * path (`/run/nbd/disk.sock`).
  */
 import { posix } from 'node:path';
-import { cidrContains, cidrOf, cidrWithin, formatCidr, parseCidr, type Cidr } from './cidr.ts';
+import {
+  cidrHolds,
+  cidrOf,
+  cidrWithin,
+  formatCidr,
+  parseAddress,
+  parseCidr,
+  type Cidr,
+} from './cidr.ts';
 import { canonicalIp } from './ip.ts';
 import type { NbdEndpoint } from './nbd-config.ts';
 
@@ -161,9 +169,12 @@ export class NbdTargetPolicy {
     return new NbdTargetPolicy(rules, sockets, reserved);
   }
 
+  private texts: readonly string[] | undefined;
+
   /** The entries in canonical text (what `nbd_allow` holds). */
   entries(): string[] {
-    return [...this.rules.flatMap(formatTargetRule), ...this.sockets];
+    this.texts ??= [...this.rules.flatMap(formatTargetRule), ...this.sockets];
+    return [...this.texts];
   }
 
   /** Whether a TCP connection to `ip`:`port` is allowed. */
@@ -187,9 +198,12 @@ export class NbdTargetPolicy {
   }
 
   private check(ip: string, port: number, subject: string): TargetCheck {
-    const reserved = this.reserved.find((r) => cidrContains(r.cidr, ip));
+    const a = parseAddress(ip);
+    if (a === null)
+      return { ok: false, rule: 'not-allowed', message: `${subject} is not an address` };
+    const reserved = this.reserved.find((r) => cidrHolds(r.cidr, a));
     const holding = this.rules.filter(
-      (r) => cidrContains(r.cidr, ip) && (!reserved || cidrWithin(r.cidr, reserved.cidr)),
+      (r) => cidrHolds(r.cidr, a) && (!reserved || cidrWithin(r.cidr, reserved.cidr)),
     );
     if (holding.some((r) => portAllowed(r, port))) return { ok: true };
     if (reserved && holding.length === 0)
