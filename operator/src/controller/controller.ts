@@ -254,8 +254,9 @@ export class Controller {
     );
     this.validate.prune(this.o.bootClients);
     let written = 0;
-    // Shards left over from a larger --shards are emptied, or the sync sidecar (which
-    // serves the union of all labelled ConfigMaps) would keep serving their stale configs.
+    // Shards left over from a larger --shards are emptied once their claims live in the
+    // current shards: the sidecar serves only the current names, and stale claims there
+    // would otherwise count whenever a current shard lacks one.
     const shards = new Map(result.shards);
     const leftovers = new Set<string>();
     for (const cm of this.ownShards()) {
