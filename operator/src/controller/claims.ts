@@ -21,7 +21,7 @@
  * Within one namespace the oldest claimant wins, as before.
  */
 import { canonicalIp } from '../../../common/src/ip.ts';
-import { fileNameOfConfigMapKey } from './shards.ts';
+import { configMapKeyOf, fileNameOfConfigMapKey } from './shards.ts';
 
 /** One ledger entry. */
 export interface Claim {
@@ -106,6 +106,11 @@ export function settleClaims<C extends Claimant>(
     }
   }
   return out;
+}
+
+/** The ConfigMap data key of an IP's claim: `<ip>.claim`, ConfigMap-safe. */
+export function claimKeyOf(ip: string): string {
+  return configMapKeyOf(ip + CLAIM_KEY_SUFFIX);
 }
 
 /** The stored text of a claim (a ConfigMap data value). */

@@ -4,8 +4,8 @@ import type { BootClient } from '../../../common/src/bootclient.ts';
 import { compileBootNetwork, type BootNetwork } from '../../../common/src/bootnetwork.ts';
 import { parseNbdConfig } from '../../../common/src/nbd-config.ts';
 import { BUILTIN_RESERVED } from '../../../common/src/nbd-target-policy.ts';
-import type { Claim } from './claims.ts';
-import { DEFAULT_RENDER_OPTIONS, claimKeyOf, render, type TenancyInput } from './render.ts';
+import { claimKeyOf, type Claim } from './claims.ts';
+import { DEFAULT_RENDER_OPTIONS, render, type TenancyInput } from './render.ts';
 
 const OPERATOR_NS = 'rtftp';
 const T0 = Date.parse('2026-03-01T00:00:00Z');

@@ -20,13 +20,7 @@ import {
   type AdmissionContext,
 } from '../../../common/src/bootnetwork-admission.ts';
 import { configNameOf, formatProblems, renderNbdConfig } from '../../../common/src/nbd-config.ts';
-import {
-  CLAIM_KEY_SUFFIX,
-  formatClaim,
-  settleClaims,
-  type Claim,
-  type Claimant,
-} from './claims.ts';
+import { claimKeyOf, formatClaim, settleClaims, type Claim, type Claimant } from './claims.ts';
 import { configMapKeyOf, shardOf, shardName } from './shards.ts';
 
 /** A condition without its transition time: what render decides, before merging with history. */
@@ -123,11 +117,6 @@ export function memoiseValidation(): SpecValidator & {
       for (const key of memo.keys()) if (!live.has(key)) memo.delete(key);
     },
   });
-}
-
-/** The ConfigMap data key of an IP's claim: `<ip>.claim`, ConfigMap-safe. */
-export function claimKeyOf(ip: string): string {
-  return configMapKeyOf(ip + CLAIM_KEY_SUFFIX);
 }
 
 type Status = DesiredCondition['status'];
