@@ -6,7 +6,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { REPO_CRD_DIR } from './fake-apiserver/resources.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -424,4 +425,52 @@ test('a labelled ConfigMap the operator did not write is not served, and is logg
   // The operator left the one without its label alone: it is not one of its shards.
   const evil = await cluster.get('ConfigMap', 'boot-overrides');
   assert.ok((evil?.data as Record<string, string>)['10.10.7.7.nbd']);
+});
+
+test('without the BootNetwork CRD (a helm upgrade installs no new CRD) tenants are refused and the operator namespace is still served', async () => {
+  const crdDir = mkdtempSync(join(tmpdir(), 'rtftp-crds-'));
+  copyFileSync(
+    join(REPO_CRD_DIR, 'bootclients.rtftp.io.yaml'),
+    join(crdDir, 'bootclients.rtftp.io.yaml'),
+  );
+  const old = await startTestCluster({ namespace: 'rtftp', crdDir });
+  const configs = mkdtempSync(join(tmpdir(), 'rtftp-nocrd-'));
+  const sidecar = await startSync({
+    kubeconfig: old.kubeconfigPath,
+    namespace: old.namespace,
+    dir: configs,
+  });
+  const op = await startOperator({
+    kubeconfig: old.kubeconfigPath,
+    namespace: old.namespace,
+    args: TENANCY_ARGS,
+  });
+  try {
+    await op.waitForLog((l) => l.msg === 'Leadership acquired');
+    assert.ok(op.logs.some((l) => String(l.msg).startsWith('BootNetwork CRD not installed')));
+    await old.apply(bootClient('admin', { ip: '10.10.8.1', url: 'nbd://10.20.0.7/adm' }));
+    const tenant = bootClient('t', { ip: '10.10.8.2', url: 'nbd://10.20.0.7/t' });
+    await old.apply({ ...tenant, metadata: { ...tenant.metadata, namespace: 'tenant-a' } });
+    await waitFor(
+      () => existsSync(join(configs, '10.10.8.1.nbd')),
+      8000,
+      'the admin namespace served',
+    );
+    await waitFor(
+      async () =>
+        (
+          (await old.get('BootClient', 't', 'tenant-a')) as {
+            status?: { conditions?: Cond[] };
+          } | null
+        )?.status?.conditions?.some((c) => c.reason === 'NotPermitted'),
+      8000,
+      'the tenant refused',
+    );
+    assert.equal(existsSync(join(configs, '10.10.8.2.nbd')), false);
+  } finally {
+    await Promise.all([op.stop(), sidecar.stop()]);
+    await old.stop();
+    rmSync(configs, { recursive: true, force: true });
+    rmSync(crdDir, { recursive: true, force: true });
+  }
 });

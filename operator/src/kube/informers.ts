@@ -12,7 +12,7 @@ import {
   type BootNetwork,
 } from '../../../common/src/bootnetwork.ts';
 import type { NamespaceObject, RenderedConfigMap } from '../controller/controller.ts';
-import type { KubeApis } from './client.ts';
+import { httpStatusOf, type KubeApis } from './client.ts';
 import { Informer, type InformerOptions } from './informer.ts';
 
 type Common<T> = Omit<
@@ -64,7 +64,12 @@ export function configMapInformer(
   });
 }
 
-/** BootNetworks: cluster-scoped, read only when tenants' BootClients are watched. */
+/**
+ * BootNetworks: cluster-scoped, read only when tenants' BootClients are watched. Without
+ * their CRD (`helm upgrade` does not install new CRDs) the list is empty: tenants' clients
+ * are NotPermitted, the operator's own namespace is served, and the list is tried again
+ * until the CRD is there.
+ */
 export function bootNetworkInformer(
   apis: KubeApis,
   common: Common<BootNetwork>,
@@ -72,16 +77,33 @@ export function bootNetworkInformer(
   const group = BOOTNETWORK_GROUP;
   const version = BOOTNETWORK_VERSION;
   const plural = BOOTNETWORK_PLURAL;
+  let missing = false;
   return new Informer<BootNetwork>({
     ...common,
     resource: plural,
     path: `/apis/${group}/${version}/${plural}`,
     watch: apis.watch,
-    list: async () =>
-      (await apis.custom.listClusterCustomObject({ group, version, plural })) as {
-        items: BootNetwork[];
-        metadata?: { resourceVersion?: string };
-      },
+    list: async () => {
+      try {
+        const list = (await apis.custom.listClusterCustomObject({ group, version, plural })) as {
+          items: BootNetwork[];
+          metadata?: { resourceVersion?: string };
+        };
+        if (missing) common.log.info({}, 'BootNetwork CRD found');
+        missing = false;
+        return list;
+      } catch (err) {
+        if (httpStatusOf(err) !== 404) throw err;
+        if (!missing)
+          common.log.error(
+            { crd: `${plural}.${group}` },
+            'BootNetwork CRD not installed: no tenant BootClient is permitted until it is (kubectl apply -f crds/)',
+          );
+        missing = true;
+        // No resourceVersion: the informer lists again after each failed watch.
+        return { items: [], metadata: { resourceVersion: '' } };
+      }
+    },
   });
 }
 
