@@ -31,6 +31,9 @@ import { LeaderElector } from './kube/leader-election.ts';
 import { createOperatorApi } from './kube/operator-api.ts';
 import { createOperatorMetrics } from './metrics.ts';
 
+/** How long renders wait for Namespace labels before selectors fail closed. */
+const NAMESPACES_WAIT_LIMIT_MS = 30_000;
+
 /** Whether an update changes anything render() reads: spec (via generation) or deletion. */
 function affectsRender(
   previous: BootClient | BootNetwork,
@@ -83,9 +86,28 @@ export async function runController(
       })
     : undefined;
   // Namespace labels matter only to a namespaceSelector: watched from the first one on.
+  // Renders wait for them (a restart must not withdraw selected tenants' configs), but not
+  // for ever: without them (RBAC, an API problem) selectors match nothing (fail closed)
+  // and the operator's own namespace is still served.
   let namespaces: Informer<NamespaceObject> | undefined;
+  let namespacesSince = 0;
+  let namespacesGaveUp = false;
   const namespacesReady = () => {
+    if (
+      namespaces &&
+      !namespaces.hasSynced &&
+      Date.now() - namespacesSince > NAMESPACES_WAIT_LIMIT_MS
+    ) {
+      if (!namespacesGaveUp)
+        log.error(
+          { waitedMs: Date.now() - namespacesSince },
+          'Namespace labels unavailable: namespaceSelectors match nothing until they are',
+        );
+      namespacesGaveUp = true;
+      return true;
+    }
     if (!namespaces) {
+      namespacesSince = Date.now();
       namespaces = namespaceInformer(apis, {
         ...common,
         onEvent: (event, obj, previous) => {
