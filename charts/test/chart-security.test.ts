@@ -169,9 +169,10 @@ describe('chart security', { skip }, () => {
       },
       { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
     ]);
+    // ConfigMaps: reads, and writes pinned to the shard names (chart-tenancy.test.ts).
     assert.deepEqual(
       rulesOf(findObject(objects, 'Role', '-operator')).map((r) => r.resources[0]),
-      ['configmaps', 'leases'],
+      ['configmaps', 'configmaps', 'leases'],
     );
     const cluster = renderChart({ operator: { watchAllNamespaces: true } });
     assert.deepEqual(

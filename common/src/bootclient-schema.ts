@@ -10,6 +10,7 @@ import {
   BOOTCLIENT_PLURAL,
   BOOTCLIENT_VERSION,
 } from './bootclient.ts';
+import { buildCrd, conditionColumn, statusSchema } from './crd-builder.ts';
 import { MAX_IDLE_TIMEOUT, MAX_PARTITION } from './nbd-config.ts';
 
 /** A rule the API server evaluates (CEL), with the same check in JS for test servers. */
@@ -53,7 +54,7 @@ export const bootClientSpecSchema = {
     ip: {
       type: 'string',
       description:
-        'IPv4 or IPv6 address the client sends its TFTP requests from, in canonical form (IPv6 lower-case and compressed, e.g. fd00::5). One BootClient per IP: the older one keeps it.',
+        "IPv4 or IPv6 address the client sends its TFTP requests from, in canonical form (IPv6 lower-case and compressed, e.g. fd00::5). One BootClient per IP: the older one in the namespace holding the IP keeps it, and an IP claimed from another namespace is never taken over. Outside the operator's namespace it must lie in the clientCIDRs of a BootNetwork admitting the namespace.",
       maxLength: 39,
       pattern: `^(${IPV4}|${IPV6_SHAPE})$`,
     },
@@ -65,7 +66,7 @@ export const bootClientSpecSchema = {
         url: {
           type: 'string',
           description:
-            'nbd://HOST[:PORT]/EXPORT (port 10809 when omitted) or nbd+unix:///EXPORT?socket=/PATH.',
+            "nbd://HOST[:PORT]/EXPORT (port 10809 when omitted) or nbd+unix:///EXPORT?socket=/PATH. Outside the operator's namespace the target must be allowed by a BootNetwork admitting the namespace and the IP.",
           minLength: 7,
           maxLength: 2048,
           pattern: '^nbd(\\+unix)?://',
@@ -120,119 +121,41 @@ export const bootClientSpecSchema = {
   },
 };
 
-const conditionSchema = {
-  type: 'object',
-  description: 'One aspect of the current state (metav1.Condition).',
-  required: ['type', 'status', 'lastTransitionTime', 'reason', 'message'],
-  properties: {
-    type: { type: 'string', description: 'Accepted, Rendered or Conflict.', maxLength: 316 },
-    status: {
-      type: 'string',
-      description: 'True, False or Unknown.',
-      enum: ['True', 'False', 'Unknown'],
-    },
-    observedGeneration: {
-      type: 'integer',
-      format: 'int64',
-      description: 'The metadata.generation this condition was computed from.',
-      minimum: 0,
-    },
-    lastTransitionTime: {
-      type: 'string',
-      format: 'date-time',
-      description: 'When the status last changed.',
-    },
-    reason: {
-      type: 'string',
-      description: 'Machine-readable CamelCase reason.',
-      minLength: 1,
-      maxLength: 1024,
-      pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$',
-    },
-    message: { type: 'string', description: 'Human-readable details.', maxLength: 32768 },
-  },
-};
-
-export const bootClientStatusSchema = {
-  type: 'object',
-  description: 'What the operator made of this BootClient.',
-  properties: {
-    observedGeneration: {
-      type: 'integer',
-      format: 'int64',
-      description: 'The metadata.generation the operator last processed.',
-      minimum: 0,
-    },
-    conditions: {
-      type: 'array',
-      description:
-        'Accepted (spec valid), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient holds the IP).',
-      maxItems: 8,
-      'x-kubernetes-list-type': 'map',
-      'x-kubernetes-list-map-keys': ['type'],
-      items: conditionSchema,
-    },
-  },
-};
-
-const condition = (type: string) => `.status.conditions[?(@.type=="${type}")].status`;
+export const bootClientStatusSchema = statusSchema(
+  'BootClient',
+  "Accepted (spec valid, and admitted by a BootNetwork outside the operator's namespace: reason Invalid or NotPermitted otherwise), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient, or another namespace, holds the IP).",
+  'Accepted, Rendered or Conflict.',
+);
 
 /** The CustomResourceDefinition object, as written to crds/. */
 export function buildBootClientCrd() {
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `${BOOTCLIENT_PLURAL}.${BOOTCLIENT_GROUP}` },
-    spec: {
-      group: BOOTCLIENT_GROUP,
-      scope: 'Namespaced',
-      names: {
-        kind: BOOTCLIENT_KIND,
-        listKind: `${BOOTCLIENT_KIND}List`,
-        plural: BOOTCLIENT_PLURAL,
-        singular: 'bootclient',
-        shortNames: ['bc'],
+  return buildCrd({
+    group: BOOTCLIENT_GROUP,
+    version: BOOTCLIENT_VERSION,
+    kind: BOOTCLIENT_KIND,
+    plural: BOOTCLIENT_PLURAL,
+    singular: 'bootclient',
+    shortNames: ['bc'],
+    scope: 'Namespaced',
+    printerColumns: [
+      { name: 'IP', type: 'string', jsonPath: '.spec.ip', description: 'Client address' },
+      { name: 'NBD URL', type: 'string', jsonPath: '.spec.nbd.url', description: 'Disk' },
+      {
+        name: 'Accepted',
+        type: 'string',
+        jsonPath: conditionColumn('Accepted'),
+        description: 'Spec valid and permitted',
       },
-      versions: [
-        {
-          name: BOOTCLIENT_VERSION,
-          served: true,
-          storage: true,
-          subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: 'IP', type: 'string', jsonPath: '.spec.ip', description: 'Client address' },
-            { name: 'NBD URL', type: 'string', jsonPath: '.spec.nbd.url', description: 'Disk' },
-            {
-              name: 'Accepted',
-              type: 'string',
-              jsonPath: condition('Accepted'),
-              description: 'Spec valid',
-            },
-            {
-              name: 'Rendered',
-              type: 'string',
-              jsonPath: condition('Rendered'),
-              description: 'Config served',
-            },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              description:
-                'A machine that network-boots from rtftp: the TFTP server serves it files out of its own NBD disk.',
-              required: ['spec'],
-              properties: {
-                apiVersion: { type: 'string', description: 'rtftp.io/v1alpha1' },
-                kind: { type: 'string', description: 'BootClient' },
-                metadata: { type: 'object' },
-                spec: bootClientSpecSchema,
-                status: bootClientStatusSchema,
-              },
-            },
-          },
-        },
-      ],
-    },
-  };
+      {
+        name: 'Rendered',
+        type: 'string',
+        jsonPath: conditionColumn('Rendered'),
+        description: 'Config served',
+      },
+    ],
+    description:
+      'A machine that network-boots from rtftp: the TFTP server serves it files out of its own NBD disk.',
+    spec: bootClientSpecSchema,
+    status: bootClientStatusSchema,
+  });
 }

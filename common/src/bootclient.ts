@@ -11,6 +11,7 @@ import {
   type ConfigProblem,
   type NbdBackend,
   type NbdConfigInput,
+  type NbdEndpoint,
 } from './nbd-config.ts';
 
 export const BOOTCLIENT_GROUP = 'rtftp.io';
@@ -65,7 +66,16 @@ export interface BootClient {
 }
 
 export type BootClientValidation =
-  | { ok: true; clientIp: string; fileName: string; text: string }
+  | {
+      ok: true;
+      clientIp: string;
+      fileName: string;
+      text: string;
+      /** Where the disk is, for admission. */
+      endpoint: NbdEndpoint;
+      /** What `text` was rendered from, to render it again with an `nbdAllow`. */
+      input: NbdConfigInput;
+    }
   | { ok: false; problems: ConfigProblem[] };
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -114,15 +124,23 @@ export function validateBootClientSpec(spec: unknown): BootClientValidation {
   if (!parsed.ok) problems.push(...parsed.problems.map(toSpecField));
   if (problems.length || !parsed.ok || ip === null) return { ok: false, problems };
   const c = parsed.config;
-  const text = renderNbdConfig({
+  const input: NbdConfigInput = {
     url: c.url,
     mounts: c.mounts,
     tftpRoot: c.tftpRoot,
     backend: c.backend,
     prefetch: c.prefetch,
     idleTimeout: c.idleTimeout,
-  });
-  return { ok: true, clientIp: ip, fileName: configNameOf(ip), text };
+  };
+  const text = renderNbdConfig(input);
+  return {
+    ok: true,
+    clientIp: ip,
+    fileName: configNameOf(ip),
+    text,
+    endpoint: c.endpoint,
+    input,
+  };
 }
 
 const FIELD_NAMES: Record<string, string> = {

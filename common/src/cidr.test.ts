@@ -1,6 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CidrSet, enclosingCidr, formatCidr, parseCidr } from './cidr.ts';
+import {
+  CidrSet,
+  cidrContains,
+  cidrOf,
+  cidrWithin,
+  enclosingCidr,
+  formatCidr,
+  parseCidr,
+} from './cidr.ts';
 
 const good: [string, string][] = [
   ['10.0.0.0/8', '10.0.0.0/8'],
@@ -74,4 +82,25 @@ test('the enclosing block of an address: its /24 or /64, whatever the spelling',
   assert.equal(of('FD00:1:2:3::9'), 'fd00:1:2:3::/64');
   assert.equal(of('fe80::1%eth0'), 'fe80::/64');
   assert.equal(of('not an address'), null);
+});
+
+test('cidrContains matches one block, IPv4-mapped addresses as IPv4', () => {
+  const b = cidrOf('169.254.0.0/16');
+  assert.equal(cidrContains(b, '169.254.169.254'), true);
+  assert.equal(cidrContains(b, '::ffff:169.254.1.1'), true);
+  assert.equal(cidrContains(b, '169.255.0.1'), false);
+  assert.equal(cidrContains(cidrOf('fe80::/10'), 'FEBF::1'), true);
+  assert.equal(cidrContains(cidrOf('fe80::/10'), 'fec0::1'), false);
+  assert.equal(cidrContains(cidrOf('::/0'), '10.0.0.1'), false, 'families never mix');
+  assert.equal(cidrContains(b, 'localhost'), false);
+});
+
+test('cidrWithin: a block lies within itself and within wider blocks, never the other way', () => {
+  const lo = cidrOf('127.0.0.0/8');
+  assert.equal(cidrWithin(cidrOf('127.0.0.1'), lo), true);
+  assert.equal(cidrWithin(lo, lo), true);
+  assert.equal(cidrWithin(cidrOf('0.0.0.0/0'), lo), false);
+  assert.equal(cidrWithin(cidrOf('10.96.0.0/16'), cidrOf('10.96.0.0/12')), true);
+  assert.equal(cidrWithin(cidrOf('10.112.0.0/16'), cidrOf('10.96.0.0/12')), false);
+  assert.equal(cidrWithin(cidrOf('::1'), lo), false);
 });

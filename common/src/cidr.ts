@@ -7,7 +7,7 @@
  * (`::ffff:10.0.0.5`) is its IPv4 address, so it can never slip past an IPv4 rule.
  */
 import { BlockList, isIP } from 'node:net';
-import { canonicalIp } from './nbd-config.ts';
+import { canonicalIp } from './ip.ts';
 
 export interface Cidr {
   /** The network address, canonical. */
@@ -150,4 +150,50 @@ export class CidrSet {
   toString(): string {
     return this.blocks.map(formatCidr).join(',');
   }
+}
+
+/** An address parsed once for many block checks: its family and its bytes. */
+export interface ParsedAddress {
+  family: 4 | 6;
+  bytes: Uint8Array;
+}
+
+/** Parses any textual form (IPv4-mapped as IPv4); null for anything that is not an address. */
+export function parseAddress(ip: string): ParsedAddress | null {
+  const a = canonicalIp(ip);
+  if (a === null) return null;
+  const family = familyOf(a);
+  if (family === 0) return null;
+  return { family, bytes: family === 4 ? Uint8Array.from(a.split('.').map(Number)) : ipv6Bytes(a) };
+}
+
+/** The network bytes of each block, made on first use: admission checks thousands of addresses. */
+const networkBytes = new WeakMap<Cidr, Uint8Array>();
+
+/** True when a parsed address lies in block `c` (no allocation per check). */
+export function cidrHolds(c: Cidr, a: ParsedAddress): boolean {
+  if (a.family !== c.family) return false;
+  let net = networkBytes.get(c);
+  if (!net) networkBytes.set(c, (net = parseAddress(c.address)!.bytes));
+  const whole = c.prefix >> 3;
+  for (let i = 0; i < whole; i++) if (a.bytes[i] !== net[i]) return false;
+  const rest = c.prefix & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (a.bytes[whole]! & mask) === net[whole];
+}
+
+/** True when `ip` (any textual form; IPv4-mapped counts as IPv4) lies in block `c`. */
+export function cidrContains(c: Cidr, ip: string): boolean {
+  const a = parseAddress(ip);
+  return a !== null && cidrHolds(c, a);
+}
+
+/** True when every address of `inner` lies in `outer` (a block lies within itself). */
+export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
+  return (
+    inner.family === outer.family &&
+    inner.prefix >= outer.prefix &&
+    networkOf(inner.address, outer.prefix, outer.family) === outer.address
+  );
 }

@@ -6,9 +6,15 @@
  *   {"url": "nbd://host:port/export",
  *    "mounts": [{"partition": 2, "mountpoint": "/"}, {"partition": 1, "mountpoint": "/boot"}],
  *    "tftp_root": "/boot"}
- * plus optional fields a file without them does not need: `backend`, `prefetch`, `idle_timeout`.
+ * plus optional fields a file without them does not need: `backend`, `prefetch`, `idle_timeout`,
+ * and `nbd_allow` (the NBD targets this client's disk may be on, in the syntax of the
+ * dataplane's --nbd-allow: the operator renders it for tenants' clients from their
+ * BootNetwork, and the dataplane checks it before every connect).
  */
-import { isIP } from 'node:net';
+import { canonicalIp } from './ip.ts';
+import { parseTargetEntry, NbdTargetPolicy } from './nbd-target-policy.ts';
+
+export { canonicalIp };
 
 /** Where the disk is: the parsed `url` field. */
 export type NbdEndpoint =
@@ -35,6 +41,8 @@ export interface NbdConfig {
   prefetch: boolean;
   /** Seconds without a transfer before the disk is closed; undefined = the daemon's flag. */
   idleTimeout: number | undefined;
+  /** The targets this disk may be on (canonical entries); undefined = --nbd-allow alone decides. */
+  nbdAllow: string[] | undefined;
 }
 
 /** One problem with a config, naming the field it concerns ('' for the whole document). */
@@ -48,7 +56,17 @@ export type ParseResult =
 
 export const NBD_DEFAULT_PORT = 10809;
 export const NBD_CONFIG_SUFFIX = '.nbd';
-const KNOWN_FIELDS = new Set(['url', 'mounts', 'tftp_root', 'backend', 'prefetch', 'idle_timeout']);
+const KNOWN_FIELDS = new Set([
+  'url',
+  'mounts',
+  'tftp_root',
+  'backend',
+  'prefetch',
+  'idle_timeout',
+  'nbd_allow',
+]);
+/** More entries than a BootNetwork could sensibly need; keeps a config small. */
+export const MAX_NBD_ALLOW_ENTRIES = 256;
 const BACKENDS: readonly NbdBackend[] = ['auto', 'native', 'guestfs'];
 export const MAX_PARTITION = 128;
 export const MAX_IDLE_TIMEOUT = 7 * 24 * 3600;
@@ -77,7 +95,11 @@ export function parseNbdUrl(
   try {
     u = new URL(url);
   } catch {
-    return { ok: false, message: `not a URL: ${JSON.stringify(url)}` };
+    // Not echoed: a string that is not a URL may hold anything (redactNbdUrl's rule).
+    return {
+      ok: false,
+      message: 'not a URL (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)',
+    };
   }
   const exportName = decodeURIComponent(u.pathname.replace(/^\//, ''));
   if (u.username || u.password || u.hash) {
@@ -225,11 +247,45 @@ export function validateNbdConfig(doc: unknown): ParseResult {
       });
   }
 
+  const nbdAllow = validateNbdAllow(doc.nbd_allow, problems);
+
   if (problems.length || !endpoint) return { ok: false, problems };
   return {
     ok: true,
-    config: { url: doc.url as string, endpoint, mounts, tftpRoot, backend, prefetch, idleTimeout },
+    config: {
+      url: doc.url as string,
+      endpoint,
+      mounts,
+      tftpRoot,
+      backend,
+      prefetch,
+      idleTimeout,
+      nbdAllow,
+    },
   };
+}
+
+/** `nbd_allow`: a list of target entries, returned in canonical form. */
+function validateNbdAllow(v: unknown, problems: ConfigProblem[]): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.length > MAX_NBD_ALLOW_ENTRIES) {
+    problems.push({
+      field: 'nbd_allow',
+      message: `must be a list of at most ${MAX_NBD_ALLOW_ENTRIES} entries (CIDR[:PORT[-PORT]] or /socket/path)`,
+    });
+    return undefined;
+  }
+  const bad = v.findIndex((e) => typeof e !== 'string' || !parseTargetEntry(e).ok);
+  if (bad >= 0) {
+    const e: unknown = v[bad];
+    const r = typeof e === 'string' ? parseTargetEntry(e) : undefined;
+    problems.push({
+      field: `nbd_allow[${bad}]`,
+      message: r && !r.ok ? r.error : 'must be a string',
+    });
+    return undefined;
+  }
+  return NbdTargetPolicy.parse(v as string[]).entries();
 }
 
 /** Parses the text of a `.nbd` file. */
@@ -254,6 +310,7 @@ export interface NbdConfigInput {
   backend?: NbdBackend | undefined;
   prefetch?: boolean | undefined;
   idleTimeout?: number | undefined;
+  nbdAllow?: readonly string[] | undefined;
 }
 
 /**
@@ -270,31 +327,8 @@ export function renderNbdConfig(c: NbdConfigInput): string {
   if (c.backend !== undefined && c.backend !== 'auto') doc.backend = c.backend;
   if (c.prefetch === false) doc.prefetch = false;
   if (c.idleTimeout !== undefined) doc.idle_timeout = c.idleTimeout;
+  if (c.nbdAllow !== undefined) doc.nbd_allow = [...c.nbdAllow];
   return JSON.stringify(doc) + '\n';
-}
-
-/**
- * The canonical text form of an IP address, as client directories and config names must
- * be written: IPv4 dotted quad; IPv6 lower-case, compressed (RFC 5952), IPv4-mapped
- * addresses as their IPv4 form, zone index dropped. Null for anything that is not an address.
- */
-export function canonicalIp(address: string): string | null {
-  const a = address.replace(/%.*$/, '');
-  const kind = isIP(a);
-  if (kind === 4) {
-    const parts = a.split('.').map(Number);
-    return parts.join('.');
-  }
-  if (kind !== 6) return null;
-  // Let URL do RFC 5952 compression.
-  const host = new URL(`http://[${a}]/`).hostname.slice(1, -1);
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
-  if (mapped) {
-    const hi = parseInt(mapped[1]!, 16);
-    const lo = parseInt(mapped[2]!, 16);
-    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-  }
-  return host;
 }
 
 /**

@@ -4,9 +4,14 @@
  * given on the command line wins. Bad arguments are a CliError: one line, exit code 2.
  */
 import { parseArgs } from 'node:util';
-import { CidrSet } from '../../common/src/cidr.ts';
+import { CidrSet, parseCidr } from '../../common/src/cidr.ts';
 import { DEFAULT_SKIP_INTERFACES, parseListenSpec } from './tftp/listen-spec.ts';
 import type { ListenSpec } from './tftp/listen-spec.ts';
+import {
+  BUILTIN_RESERVED,
+  NbdTargetPolicy,
+  type ReservedRange,
+} from '../../common/src/nbd-target-policy.ts';
 
 export interface DataplaneOptions {
   root: string;
@@ -45,6 +50,10 @@ export interface DataplaneOptions {
   maxTransferMemoryMiB: number;
   maxTimeoutS: number;
   stallTimeoutS: number;
+  /** --nbd-allow: NBD targets the dataplane may connect to; undefined = no rule (as before). */
+  nbdAllow: NbdTargetPolicy | undefined;
+  /** --nbd-deny: more ranges refused unless an allow entry inside them names them. */
+  nbdDeny: ReservedRange[];
 }
 
 export class CliError extends Error {
@@ -315,6 +324,17 @@ const FLAGS: Record<string, FlagSpec> = {
     max: 3600,
     help: 'seconds a transfer may go without progress before it is abandoned',
   },
+  // NBD target policy (docs/security.md, "Tenant and cluster boundaries").
+  'nbd-allow': {
+    env: 'RTFTP_NBD_ALLOW',
+    kind: 'string',
+    help: 'NBD targets allowed, comma-separated: CIDR[:PORT[-PORT]] or /socket/path; loopback and link-local only by an entry inside them (default: no rule)',
+  },
+  'nbd-deny': {
+    env: 'RTFTP_NBD_DENY',
+    kind: 'string',
+    help: 'CIDRs refused like loopback unless an --nbd-allow entry inside them names them (e.g. the cluster CIDRs)',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -423,6 +443,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     maxTransferMemoryMiB: int('max-transfer-memory'),
     maxTimeoutS: int('max-timeout'),
     stallTimeoutS: int('stall-timeout'),
+    ...nbdTargetFlags(get('nbd-allow'), get('nbd-deny')),
   };
 }
 
@@ -431,4 +452,24 @@ function splitList(text: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
+}
+
+function nbdTargetFlags(
+  allow: string | undefined,
+  deny: string | undefined,
+): Pick<DataplaneOptions, 'nbdAllow' | 'nbdDeny'> {
+  const nbdDeny = splitList(deny ?? '').map((text) => {
+    const r = parseCidr(text);
+    if (!r.ok) throw new CliError(`--nbd-deny: ${r.error}`);
+    return { name: 'refused by --nbd-deny', cidr: r.cidr };
+  });
+  if (allow === undefined) return { nbdAllow: undefined, nbdDeny };
+  const entries = splitList(allow);
+  // An empty list is a mistake (an unset variable in a template), never "allow everything".
+  if (entries.length === 0) throw new CliError('--nbd-allow: no entry given');
+  try {
+    return { nbdAllow: NbdTargetPolicy.parse(entries, [...BUILTIN_RESERVED, ...nbdDeny]), nbdDeny };
+  } catch (err) {
+    throw new CliError(`--nbd-allow: ${(err as Error).message}`);
+  }
 }

@@ -14,6 +14,9 @@ import type { DiskConnectOptions } from './sources/disk-session.ts';
 import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
 import { decideKvmAtStart } from './sources/nbd/kvm-probe.ts';
 import { connectNative } from './sources/native/index.ts';
+import { NbdTargetGate } from './sources/nbd-target-gate.ts';
+import { BUILTIN_RESERVED } from '../../common/src/nbd-target-policy.ts';
+import { formatCidr } from '../../common/src/cidr.ts';
 
 export interface DiskSources {
   sources: FileSource[];
@@ -28,6 +31,17 @@ export async function startDiskSources(
   snapshotGate?: SnapshotGate,
 ): Promise<DiskSources> {
   const workDir = opts.workDir || join(tmpdir(), `rtftp-${process.pid}`);
+  // Checked before every NBD connect, by both backends (sources/nbd-target-gate.ts).
+  const gate = new NbdTargetGate({
+    allow: opts.nbdAllow,
+    reserved: [...BUILTIN_RESERVED, ...opts.nbdDeny],
+    onRefused: (rule) => metrics.nbdTargetsRefused.inc({ rule }),
+  });
+  if (opts.nbdAllow)
+    logger.info(
+      { allow: opts.nbdAllow.entries(), deny: opts.nbdDeny.map((d) => formatCidr(d.cidr)) },
+      'NBD targets restricted',
+    );
   const nbd = createNbdSource({
     root: opts.root,
     configDir: opts.configDir,
@@ -43,9 +57,10 @@ export async function startDiskSources(
     kvm: opts.nbdKvm,
     launchTimeoutS: opts.nbdLaunchTimeoutS,
     readTimeoutS: opts.nbdReadTimeoutS,
+    gate,
     connectors: {
       native: (o: DiskConnectOptions) =>
-        connectNative({ ...o, metrics, readTimeoutMs: opts.nbdReadTimeoutS * 1000 }),
+        connectNative({ ...o, metrics, gate, readTimeoutMs: opts.nbdReadTimeoutS * 1000 }),
     },
     // backend auto: try the native reader first; it declines (unsupported-filesystem)
     // for anything it cannot read, and the registry then launches libguestfs.

@@ -187,6 +187,12 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       help: 'The memory budget of all transfers (--max-transfer-memory)',
       registers,
     }),
+    nbdTargetsRefused: new Counter({
+      name: 'rtftp_nbd_targets_refused_total',
+      help: "NBD connects refused before any connection by --nbd-allow or a config's nbd_allow, by rule (reserved: loopback, link-local, --nbd-deny; not-allowed: outside every entry; socket: an unlisted unix socket)",
+      labelNames: ['rule'] as const,
+      registers,
+    }),
   };
 }
 

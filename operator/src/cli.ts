@@ -7,6 +7,8 @@
  */
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseCidr, type Cidr } from '../../common/src/cidr.ts';
+import { DEFAULT_CLAIM_RETENTION_S } from './controller/claims.ts';
 import { RENDERED_SELECTOR } from './controller/shards.ts';
 
 export class UsageError extends Error {
@@ -35,12 +37,22 @@ export interface ControllerArgs extends Common {
   renewDeadlineMs: number;
   retryPeriodMs: number;
   identity: string;
+  /** The cluster's Service CIDRs: refused as NBD targets unless a BootNetwork names them. */
+  serviceCidrs: Cidr[];
+  /** The cluster's Pod CIDRs: likewise. */
+  podCidrs: Cidr[];
+  /** How long a claim with no BootClient left in its namespace is kept (0 = until released). */
+  claimRetentionSeconds: number;
+  /** How often the hostnames in tenants' NBD URLs are looked up again. */
+  resolveIntervalSeconds: number;
 }
 
 export interface SyncArgs extends Common {
   mode: 'sync';
   selector: string;
   dir: string;
+  /** The operator's --shards: only rtftp-configs-00 … -(N-1) are served. */
+  shards: number;
 }
 
 const OPTIONS = {
@@ -62,13 +74,18 @@ const OPTIONS = {
   identity: { type: 'string' },
   selector: { type: 'string' },
   dir: { type: 'string' },
+  'service-cidrs': { type: 'string' },
+  'pod-cidrs': { type: 'string' },
+  'claim-retention': { type: 'string' },
+  'resolve-interval': { type: 'string' },
   help: { type: 'boolean' },
 } as const;
 
 export const USAGE = `usage: rtftp-operator [controller] [--namespace NS] [--watch-namespace NS | --all-namespaces] [--metrics-port N] [--metrics-listen ADDR] [--probe-port N]
          [--shards N] [--workers N] [--lease-name NAME] [--lease-duration S] [--renew-deadline S] [--retry-period S]
          [--identity ID] [--watch-timeout S] [--log-level LEVEL]
-       rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--metrics-port N] [--metrics-listen ADDR] [--probe-port N] [--watch-timeout S]`;
+         [--service-cidrs CIDR,...] [--pod-cidrs CIDR,...] [--claim-retention S] [--resolve-interval S]
+       rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--shards N] [--metrics-port N] [--metrics-listen ADDR] [--probe-port N] [--watch-timeout S]`;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -113,11 +130,22 @@ export function parseCli(
     watchTimeoutSeconds: num('watch-timeout', 300, 1, 3600),
     logLevel,
   };
+  const shards = num('shards', 16, 1, 256);
   if (mode === 'sync') {
     const dir = get('dir');
     if (!dir) throw new UsageError('sync needs --dir DIR (the directory the dataplane reads)');
-    return { ...common, mode, dir, selector: get('selector') ?? RENDERED_SELECTOR };
+    return { ...common, mode, dir, selector: get('selector') ?? RENDERED_SELECTOR, shards };
   }
+  const cidrs = (flag: string): Cidr[] =>
+    (get(flag) ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean)
+      .map((t) => {
+        const r = parseCidr(t);
+        if (!r.ok) throw new UsageError(`--${flag}: ${r.error}`);
+        return r.cidr;
+      });
   const allNamespaces =
     parsed.values['all-namespaces'] === true || env.RTFTP_OPERATOR_ALL_NAMESPACES === 'true';
   const leaseDurationSeconds = num('lease-duration', 15, 1, 3600);
@@ -130,7 +158,7 @@ export function parseCli(
     mode,
     // BootClients of the operator's own namespace unless told otherwise ('' = all namespaces).
     watchNamespace: allNamespaces ? '' : (get('watch-namespace') ?? namespace),
-    shards: num('shards', 16, 1, 256),
+    shards,
     maxShardBytes: num('max-shard-bytes', 900 * 1024, 1024, 1000 * 1024),
     workers: num('workers', 4, 1, 64),
     leaseName: get('lease-name') ?? 'rtftp-operator',
@@ -138,5 +166,9 @@ export function parseCli(
     renewDeadlineMs,
     retryPeriodMs: num('retry-period', 2, 0.05, 600, false) * 1000,
     identity: get('identity') ?? env.POD_NAME ?? `${hostname()}-${process.pid}`,
+    serviceCidrs: cidrs('service-cidrs'),
+    podCidrs: cidrs('pod-cidrs'),
+    claimRetentionSeconds: num('claim-retention', DEFAULT_CLAIM_RETENTION_S, 0, 10 * 365 * 86400),
+    resolveIntervalSeconds: num('resolve-interval', 30, 1, 86400),
   };
 }

@@ -70,6 +70,12 @@ export function createOperatorMetrics(
       labelNames: ['kind', 'result'] as const,
       registers: controllerOnly,
     }),
+    claims: new Gauge({
+      name: 'rtftp_operator_claims',
+      help: 'IP claims in the claim ledger, by state (held: a BootClient of the namespace renders it; vacant: kept for the namespace until released)',
+      labelNames: ['state'] as const,
+      registers,
+    }),
     syncFiles: new Gauge({
       name: 'rtftp_operator_sync_files',
       help: 'sync mode: config files present in the target directory',
@@ -85,6 +91,12 @@ export function createOperatorMetrics(
       name: 'rtftp_operator_sync_errors_total',
       help: 'sync mode: failed directory syncs (retried)',
       registers: syncOnly,
+    }),
+    syncIgnored: new Counter({
+      name: 'rtftp_operator_sync_ignored_configmaps_total',
+      help: 'sync mode: labelled ConfigMaps not served because the operator did not write them, by reason (name: not one of its shard names; owner: without its managed-by label); once per object version',
+      labelNames: ['reason'] as const,
+      registers,
     }),
   };
 }

@@ -7,19 +7,38 @@
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { BootClient } from '../../common/src/bootclient.ts';
+import type { BootNetwork } from '../../common/src/bootnetwork.ts';
 import type { ControllerArgs } from './cli.ts';
-import { Controller, type RenderedConfigMap } from './controller/controller.ts';
+import {
+  Controller,
+  type NamespaceObject,
+  type RenderedConfigMap,
+} from './controller/controller.ts';
+import { HostResolver } from './controller/host-resolver.ts';
 import { RENDERED_SELECTOR } from './controller/shards.ts';
+import { reservedRanges } from './controller/tenancy.ts';
 import { WorkQueue } from './controller/work-queue.ts';
 import { startHttpServer } from './http/http-server.ts';
 import { connectKube } from './kube/client.ts';
-import { bootClientInformer, configMapInformer } from './kube/informers.ts';
+import {
+  bootClientInformer,
+  bootNetworkInformer,
+  configMapInformer,
+  namespaceInformer,
+} from './kube/informers.ts';
+import type { Informer } from './kube/informer.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { createOperatorApi } from './kube/operator-api.ts';
 import { createOperatorMetrics } from './metrics.ts';
 
+/** How long renders wait for Namespace labels before selectors fail closed. */
+const NAMESPACES_WAIT_LIMIT_MS = 30_000;
+
 /** Whether an update changes anything render() reads: spec (via generation) or deletion. */
-function affectsRender(previous: BootClient, next: BootClient): boolean {
+function affectsRender(
+  previous: BootClient | BootNetwork,
+  next: BootClient | BootNetwork,
+): boolean {
   return (
     previous.metadata.generation !== next.metadata.generation ||
     previous.metadata.deletionTimestamp !== next.metadata.deletionTimestamp
@@ -52,6 +71,57 @@ export async function runController(
     ...common,
     onRestart: onRestart('configmaps'),
   });
+  // Tenancy: BootClients of namespaces other than the operator's own need a BootNetwork.
+  // Watching only its own namespace, the operator reads no BootNetwork at all (and needs
+  // no cluster-wide RBAC for them).
+  const admission = args.watchNamespace !== args.namespace;
+  const bootNetworks = admission
+    ? bootNetworkInformer(apis, {
+        ...common,
+        onEvent: (event, obj, previous) => {
+          if (event === 'update' && previous && !affectsRender(previous, obj)) return;
+          enqueue();
+        },
+        onRestart: onRestart('bootnetworks'),
+      })
+    : undefined;
+  // Namespace labels matter only to a namespaceSelector: watched from the first one on.
+  // Renders wait for them (a restart must not withdraw selected tenants' configs), but not
+  // for ever: without them (RBAC, an API problem) selectors match nothing (fail closed)
+  // and the operator's own namespace is still served.
+  let namespaces: Informer<NamespaceObject> | undefined;
+  let namespacesSince = 0;
+  let namespacesGaveUp = false;
+  const namespacesReady = () => {
+    if (
+      namespaces &&
+      !namespaces.hasSynced &&
+      Date.now() - namespacesSince > NAMESPACES_WAIT_LIMIT_MS
+    ) {
+      if (!namespacesGaveUp)
+        log.error(
+          { waitedMs: Date.now() - namespacesSince },
+          'Namespace labels unavailable: namespaceSelectors match nothing until they are',
+        );
+      namespacesGaveUp = true;
+      return true;
+    }
+    if (!namespaces) {
+      namespacesSince = Date.now();
+      namespaces = namespaceInformer(apis, {
+        ...common,
+        onEvent: (event, obj, previous) => {
+          const labels = (o?: NamespaceObject) => JSON.stringify(o?.metadata?.labels ?? {});
+          if (event === 'update' && labels(previous) === labels(obj)) return;
+          enqueue();
+        },
+        onRestart: onRestart('namespaces'),
+      });
+      log.info({}, 'Namespace labels watched: a BootNetwork selects namespaces');
+      namespaces.start();
+    }
+    return namespaces.hasSynced;
+  };
   const controller: Controller = new Controller({
     bootClients: bootClients.cache as Map<string, BootClient>,
     configMaps: configMaps.cache as Map<string, RenderedConfigMap>,
@@ -66,6 +136,17 @@ export async function runController(
     log,
     renderOptions: { shardCount: args.shards, maxShardBytes: args.maxShardBytes },
     isLeader,
+    tenancy: {
+      trustedNamespace: args.namespace,
+      admission,
+      bootNetworks: (bootNetworks?.cache ?? new Map()) as Map<string, BootNetwork>,
+      namespaceLabels: (ns) => namespaces?.cache.get(`/${ns}`)?.metadata?.labels,
+      namespacesReady,
+      reserved: reservedRanges(args.serviceCidrs, args.podCidrs),
+      resolver: new HostResolver({ log, ttlMs: args.resolveIntervalSeconds * 1000 }),
+      resolveIntervalMs: args.resolveIntervalSeconds * 1000,
+      claimRetentionMs: args.claimRetentionSeconds * 1000,
+    },
   });
   const elector: LeaderElector = new LeaderElector({
     api: apis.coordination,
@@ -86,7 +167,11 @@ export async function runController(
       void stop().then(() => process.exit(1));
     },
   });
-  const ready = () => bootClients.hasSynced && configMaps.hasSynced;
+  const ready = () =>
+    bootClients.hasSynced &&
+    configMaps.hasSynced &&
+    (bootNetworks?.hasSynced ?? true) &&
+    (namespaces?.hasSynced ?? true);
   const http = await startHttpServer({
     port: args.metricsPort,
     host: args.metricsListen,
@@ -97,7 +182,20 @@ export async function runController(
   });
   bootClients.start();
   configMaps.start();
-  await Promise.all([bootClients.synced, configMaps.synced]);
+  bootNetworks?.start();
+  await Promise.all([bootClients.synced, configMaps.synced, bootNetworks?.synced]);
+  log.info(
+    {
+      watchNamespace: args.watchNamespace || '(all)',
+      admission: admission
+        ? 'BootNetworks, outside the operator namespace'
+        : 'off (own namespace only)',
+      serviceCidrs: args.serviceCidrs.length,
+      podCidrs: args.podCidrs.length,
+      claimRetentionSeconds: args.claimRetentionSeconds,
+    },
+    'Tenancy configured',
+  );
   elector.start();
   const workers = controller.runWorkers(args.workers);
   let stopping: Promise<void> | undefined;
@@ -106,6 +204,8 @@ export async function runController(
       queue.shutDown();
       bootClients.stop();
       configMaps.stop();
+      bootNetworks?.stop();
+      namespaces?.stop();
       await elector.stop();
       metrics.leader.set(0);
       await workers;

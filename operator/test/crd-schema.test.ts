@@ -11,7 +11,14 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { validateBootClientSpec } from '../../common/src/bootclient.ts';
 import { parse } from 'yaml';
-import { CRD_YAML_HEADER, renderCrdYaml } from '../scripts/crd-yaml.ts';
+import {
+  BOOTNETWORK_CRD_YAML_HEADER,
+  CRD_FILES,
+  CRD_YAML_HEADER,
+  renderCrdYaml,
+} from '../scripts/crd-yaml.ts';
+import { buildBootNetworkCrd } from '../../common/src/bootnetwork-schema.ts';
+import { compileBootNetwork } from '../../common/src/bootnetwork.ts';
 import { loadCrd } from './fake-apiserver/crd-validator.ts';
 
 const CRD_FILE = fileURLToPath(new URL('../../crds/bootclients.rtftp.io.yaml', import.meta.url));
@@ -27,8 +34,8 @@ test('crds/bootclients.rtftp.io.yaml is what the TS schema generates', () => {
   );
 });
 
-test('every schema field has a description', async () => {
-  const { buildBootClientCrd } = await import('../../common/src/bootclient-schema.ts');
+/** Every schema field without a description (`kubectl explain` would show nothing). */
+function fieldsWithoutDescription(schema: object): string[] {
   const missing: string[] = [];
   const walk = (node: Record<string, unknown>, path: string) => {
     if (path !== 'metadata' && !node.description) missing.push(path || '<root>');
@@ -38,8 +45,16 @@ test('every schema field has a description', async () => {
       walk(v, path ? `${path}.${k}` : k);
     if (node.items) walk(node.items as Record<string, unknown>, `${path}[]`);
   };
-  walk(buildBootClientCrd().spec.versions[0]!.schema.openAPIV3Schema, '');
-  assert.deepEqual(missing, []);
+  walk(schema as Record<string, unknown>, '');
+  return missing;
+}
+
+test('every schema field has a description', async () => {
+  const { buildBootClientCrd } = await import('../../common/src/bootclient-schema.ts');
+  assert.deepEqual(
+    fieldsWithoutDescription(buildBootClientCrd().spec.versions[0]!.schema.openAPIV3Schema),
+    [],
+  );
 });
 
 const crd = loadCrd(CRD_FILE);
@@ -114,4 +129,68 @@ test('whatever the CRD schema rejects, the operator rejects too', () => {
     }),
     { numRuns: 200 },
   );
+});
+
+// BootNetwork: the same three guarantees.
+const BN_FILE = fileURLToPath(new URL('../../crds/bootnetworks.rtftp.io.yaml', import.meta.url));
+
+test('every CRD file in crds/ is what its TS schema generates', () => {
+  for (const [file, generate] of Object.entries(CRD_FILES)) {
+    const committed = readFileSync(
+      fileURLToPath(new URL(`../../crds/${file}`, import.meta.url)),
+      'utf8',
+    );
+    assert.deepEqual(
+      parse(committed),
+      parse(generate()),
+      `${file}: run operator/scripts/generate-crd.ts`,
+    );
+  }
+  assert.ok(readFileSync(BN_FILE, 'utf8').startsWith(BOOTNETWORK_CRD_YAML_HEADER));
+});
+
+test('every BootNetwork schema field has a description; it is cluster-scoped with a status', () => {
+  const crd = buildBootNetworkCrd();
+  assert.deepEqual(fieldsWithoutDescription(crd.spec.versions[0]!.schema.openAPIV3Schema), []);
+  assert.equal(crd.spec.scope, 'Cluster');
+  assert.deepEqual(crd.spec.versions[0]!.subresources, { status: {} });
+});
+
+test('the BootNetwork schema keeps label maps, prunes unknown fields, refuses bad shapes; the operator refuses the rest', () => {
+  const bn = loadCrd(BN_FILE);
+  const obj = (spec: unknown) => ({
+    apiVersion: 'rtftp.io/v1alpha1',
+    kind: 'BootNetwork',
+    metadata: { name: 'x' },
+    spec,
+  });
+  const good = obj({
+    clientCIDRs: ['10.0.1.0/24'],
+    namespaces: { names: ['a'], namespaceSelector: { matchLabels: { team: 'a' } } },
+    nbdServers: [{ cidr: '10.0.2.0/24', ports: [{ port: 10809, endPort: 10810 }], bogus: 1 }],
+    unixSockets: ['/run/nbd.sock'],
+    extra: true,
+  });
+  assert.deepEqual(bn.validate(good), []);
+  const spec = good.spec as Record<string, unknown>;
+  assert.equal(spec.extra, undefined, 'unknown field pruned');
+  assert.deepEqual((spec.namespaces as { namespaceSelector: unknown }).namespaceSelector, {
+    matchLabels: { team: 'a' },
+  });
+  assert.equal((spec.nbdServers as Record<string, unknown>[])[0]!.bogus, undefined);
+  for (const bad of [
+    { namespaces: { names: ['a'] } },
+    { clientCIDRs: ['not a cidr'], namespaces: {} },
+    {
+      clientCIDRs: ['10.0.0.0/8'],
+      namespaces: {},
+      nbdServers: [{ cidr: '10.0.0.0/8', ports: [{ port: 0 }] }],
+    },
+    { clientCIDRs: ['10.0.0.0/8'], namespaces: {}, unixSockets: ['relative'] },
+  ])
+    assert.notDeepEqual(bn.validate(obj(bad)), [], JSON.stringify(bad));
+  // Shapes the schema lets through, the operator still refuses (and says so in status).
+  const passes = { clientCIDRs: ['10.0.0.1/8'], namespaces: { names: ['a'] } };
+  assert.deepEqual(bn.validate(obj(passes)), []);
+  assert.equal(compileBootNetwork({ metadata: { name: 'x' }, spec: passes }).ok, false);
 });

@@ -26,6 +26,7 @@ import {
   parseNbdConfig,
 } from '../../../common/src/nbd-config.ts';
 import type { ConfigProblem, NbdConfig } from '../../../common/src/nbd-config.ts';
+import { redactNbdUrl } from '../../../common/src/nbd-url-redaction.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
 
 /** Larger files are refused unread: a config is a few hundred bytes. */
@@ -123,7 +124,7 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
         file: e.file,
         clientIp: e.clientIp,
         state: e.config ? 'valid' : 'invalid',
-        ...(e.config ? { url: e.config.url } : {}),
+        ...(e.config ? { url: redactNbdUrl(e.config.url) } : {}),
         ...(e.problems ? { problems: e.problems } : {}),
         since: e.since.toISOString(),
       }));
@@ -307,10 +308,16 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
     }
     const config = entry.config;
     if (!previous?.config) {
-      this.opts.logger.info({ file, client: clientIp, url: config.url }, 'NBD config added');
+      this.opts.logger.info(
+        { file, client: clientIp, url: redactNbdUrl(config.url) },
+        'NBD config added',
+      );
       this.emit('added', clientIp, config, file);
     } else if (JSON.stringify(previous.config) !== JSON.stringify(config)) {
-      this.opts.logger.info({ file, client: clientIp, url: config.url }, 'NBD config changed');
+      this.opts.logger.info(
+        { file, client: clientIp, url: redactNbdUrl(config.url) },
+        'NBD config changed',
+      );
       this.emit('changed', clientIp, config, previous.config, file);
     }
   }

@@ -45,6 +45,8 @@ export type DiskFailureReason =
   | 'unsupported-filesystem'
   | 'timeout'
   | 'corrupt'
+  /** The target is refused by --nbd-allow or the config's nbd_allow (nbd-target-gate.ts). */
+  | 'not-permitted'
   | 'other';
 
 export class DiskError extends Error {

@@ -52,3 +52,19 @@ test('a new generation with the same outcome updates observedGeneration without 
   assert.ok(next.status.conditions.every((c) => c.observedGeneration === 2));
   assert.deepEqual(next.events, []);
 });
+
+test('Accepted=False reason NotPermitted records a NotPermitted Warning, not Invalid', () => {
+  const m = mergeStatus(
+    undefined,
+    {
+      observedGeneration: 1,
+      conditions: [
+        { type: 'Accepted', status: 'False', reason: 'NotPermitted', message: 'no BootNetwork' },
+      ],
+    },
+    'T1',
+  );
+  assert.deepEqual(m.events, [
+    { reason: 'NotPermitted', type: 'Warning', message: 'no BootNetwork' },
+  ]);
+});

@@ -6,9 +6,9 @@
 import type { Condition, BootClientStatus } from '../../../common/src/bootclient.ts';
 import type { DesiredStatus } from './render.ts';
 
-/** A transition worth an Event: reason names the Event (Accepted, Invalid, Rendered, Conflict). */
+/** A transition worth an Event: reason names the Event (Accepted, Invalid, NotPermitted, Rendered, Conflict). */
 export interface ConditionEvent {
-  reason: 'Accepted' | 'Invalid' | 'Rendered' | 'Conflict';
+  reason: 'Accepted' | 'Invalid' | 'NotPermitted' | 'Rendered' | 'Conflict';
   type: 'Normal' | 'Warning';
   message: string;
 }
@@ -23,7 +23,11 @@ function eventOf(c: Condition): ConditionEvent | null {
   if (c.type === 'Accepted')
     return c.status === 'True'
       ? { reason: 'Accepted', type: 'Normal', message: c.message }
-      : { reason: 'Invalid', type: 'Warning', message: c.message };
+      : {
+          reason: c.reason === 'NotPermitted' ? 'NotPermitted' : 'Invalid',
+          type: 'Warning',
+          message: c.message,
+        };
   if (c.type === 'Rendered' && c.status === 'True')
     return { reason: 'Rendered', type: 'Normal', message: c.message };
   if (c.type === 'Conflict' && c.status === 'True')

@@ -3,30 +3,74 @@
  * keys off the queue.
  * - RENDER_KEY: one whole-world reconcile, render everything from the informer cache,
  *   diff against the cached ConfigMaps, write only shards that changed; then queue a
- *   status key for every BootClient whose status would change.
+ *   status key for every BootClient and BootNetwork whose status would change. With
+ *   tenancy on, it first compiles the BootNetworks, looks up the hostnames tenants' NBD
+ *   URLs name (HostResolver) and reads the claim ledger back from the shards; it renders
+ *   again when a vacant claim expires and when DNS answers go stale.
  * - `status:<ns>/<name>`: write one BootClient's status when it changed, retrying on 409
- *   with a fresh read; record its Events.
+ *   with a fresh read; record its Events. `bnstatus:<name>`: the same for a BootNetwork.
  * Errors requeue with per-key backoff; terminal ones (the request is wrong) are logged
  * and dropped, since retrying cannot fix them.
  */
 import type { Logger } from 'pino';
-import type { BootClient } from '../../../common/src/bootclient.ts';
+import type { BootClient, BootClientStatus } from '../../../common/src/bootclient.ts';
+import type { BootNetwork } from '../../../common/src/bootnetwork.ts';
+import type { ReservedRange } from '../../../common/src/nbd-target-policy.ts';
 import type { OperatorMetrics } from '../metrics.ts';
-import { mergeStatus } from './conditions.ts';
+import { readClaimLedger } from './claims.ts';
+import { mergeStatus, type ConditionEvent } from './conditions.ts';
 import { EventRecorder } from './event-recorder.ts';
+import type { HostResolver } from './host-resolver.ts';
 import { ApiCallError, type OperatorApi } from './ports.ts';
-import { memoiseValidation, render, type RenderOptions, type RenderResult } from './render.ts';
+import {
+  memoiseValidation,
+  render,
+  type DesiredStatus,
+  type RenderOptions,
+  type RenderResult,
+  type TenancyInput,
+} from './render.ts';
+import { shardIndexOf, shardNameIndex } from './shards.ts';
+import { compileNetworks, hostnamesToResolve, type CompiledNetworks } from './tenancy.ts';
 import type { WorkQueue } from './work-queue.ts';
 
 export const RENDER_KEY = 'render';
 const STATUS_PREFIX = 'status:';
+const NETWORK_STATUS_PREFIX = 'bnstatus:';
+/** How long to wait for the namespace informer before rendering with namespace selectors. */
+const NAMESPACES_WAIT_MS = 250;
 const MAX_CONFLICT_RETRIES = 5;
 const RENDER_DEBOUNCE_MS = 20;
 const FENCED_RETRY_MS = 250;
 
 export interface RenderedConfigMap {
-  metadata?: { name?: string; resourceVersion?: string };
+  metadata?: { name?: string; resourceVersion?: string; labels?: Record<string, string> };
   data?: Record<string, string>;
+}
+
+export interface NamespaceObject {
+  metadata?: { name?: string; labels?: Record<string, string> };
+}
+
+/** Who may claim what (item 1-3 of docs/security.md's tenant boundaries). */
+export interface TenancyOptions {
+  /** The operator's own namespace: its BootClients are the admin's and need no BootNetwork. */
+  trustedNamespace: string;
+  /** False when only the trusted namespace is watched: no BootNetwork is consulted at all. */
+  admission: boolean;
+  bootNetworks: ReadonlyMap<string, BootNetwork>;
+  /** A namespace's labels, for namespaceSelectors, once namespacesReady() said so. */
+  namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined;
+  /**
+   * Whether namespace labels are known; called only when a BootNetwork uses a
+   * namespaceSelector, and the shell starts its Namespace informer on the first call.
+   */
+  namespacesReady: () => boolean;
+  reserved: readonly ReservedRange[];
+  resolver: HostResolver;
+  /** Seconds a DNS answer is used before the name is looked up again. */
+  resolveIntervalMs: number;
+  claimRetentionMs: number;
 }
 
 export interface ControllerOptions {
@@ -42,6 +86,7 @@ export interface ControllerOptions {
   /** False on a replica that is not the leader: workers then leave keys alone. */
   isLeader: () => boolean;
   now?: () => string;
+  tenancy: TenancyOptions;
 }
 
 function sameData(a: Record<string, string> | undefined, b: Map<string, string>): boolean {
@@ -78,6 +123,10 @@ export class Controller {
     string,
     { before: string; object: RenderedConfigMap }
   >();
+  private readonly writtenNetworks = new Map<string, { before: string; object: BootNetwork }>();
+  private networks: CompiledNetworks | undefined;
+  /** Leftover shards the API refused to empty (RBAC pins the current names): warned once. */
+  private readonly leftoverRefused = new Set<string>();
 
   constructor(private readonly o: ControllerOptions) {
     this.events = new EventRecorder(o.api, o.metrics, o.log);
@@ -111,6 +160,8 @@ export class Controller {
       const stop = this.o.metrics.reconcileDuration.startTimer({ controller });
       try {
         if (key === RENDER_KEY) await this.reconcileAll();
+        else if (key.startsWith(NETWORK_STATUS_PREFIX))
+          await this.reconcileNetworkStatus(key.slice(NETWORK_STATUS_PREFIX.length));
         else await this.reconcileStatus(key.slice(STATUS_PREFIX.length));
         this.o.queue.forget(key);
         this.o.metrics.reconciles.inc({ controller, result: 'success' });
@@ -141,16 +192,79 @@ export class Controller {
     }
   }
 
-  private async reconcileAll(): Promise<void> {
-    const result = render(this.o.bootClients.values(), this.o.renderOptions, this.validate);
-    this.validate.prune(this.o.bootClients);
-    let written = 0;
-    // Shards left over from a larger --shards are emptied, or the sync sidecar (which
-    // serves the union of all labelled ConfigMaps) would keep serving their stale configs.
-    const shards = new Map(result.shards);
+  /**
+   * The tenancy half of render's input: undefined when only the operator's own namespace
+   * is watched (everything trusted, no claim ledger: one namespace cannot take an IP from
+   * another), null when namespace labels are needed and not known yet.
+   */
+  private async tenancyInput(): Promise<TenancyInput | undefined | null> {
+    const t = this.o.tenancy;
+    if (!t.admission) {
+      this.networks = undefined;
+      return undefined;
+    }
+    const trusted = (ns: string) => ns === t.trustedNamespace;
+    this.networks = compileNetworks(t.bootNetworks.values());
+    if (this.networks.usesNamespaceSelector && !t.namespacesReady()) return null;
+    await t.resolver.refresh(
+      hostnamesToResolve(this.o.bootClients.values(), trusted, this.validate),
+    );
+    const shards: { name: string; data: Record<string, string> | undefined }[] = [];
+    for (const cm of this.ownShards())
+      shards.push({ name: cm.metadata?.name ?? '', data: cm.data });
+    const shardCount = this.o.renderOptions.shardCount;
+    return {
+      trusted,
+      admission: {
+        networks: this.networks.networks,
+        namespaceLabels: t.namespaceLabels,
+        reserved: t.reserved,
+        resolved: (host) => t.resolver.get(host),
+      },
+      claims: readClaimLedger(shards, (name) => (shardNameIndex(name) ?? Infinity) < shardCount),
+      now: Date.now(),
+      claimRetentionMs: t.claimRetentionMs,
+    };
+  }
+
+  /** The rendered ConfigMaps this operator wrote (freshest copy): never a look-alike. */
+  private *ownShards(): Generator<RenderedConfigMap> {
+    const seen = new Set<string>();
     for (const cm of this.o.configMaps.values()) {
       const name = cm.metadata?.name ?? '';
-      if (!shards.has(name) && Object.keys(cm.data ?? {}).length) shards.set(name, new Map());
+      if (shardIndexOf(cm) === null) continue;
+      seen.add(name);
+      yield freshestOf(cm, name, this.writtenConfigMaps) ?? cm;
+    }
+    // Written by us, not yet in the cache (a create the informer has not delivered).
+    for (const [name, w] of this.writtenConfigMaps) if (!seen.has(name)) yield w.object;
+  }
+
+  private async reconcileAll(): Promise<void> {
+    const tenancy = await this.tenancyInput();
+    if (tenancy === null) {
+      this.o.queue.addAfter(RENDER_KEY, NAMESPACES_WAIT_MS);
+      return;
+    }
+    const result = render(
+      this.o.bootClients.values(),
+      this.o.renderOptions,
+      this.validate,
+      tenancy,
+    );
+    this.validate.prune(this.o.bootClients);
+    let written = 0;
+    // Shards left over from a larger --shards are emptied once their claims live in the
+    // current shards: the sidecar serves only the current names, and stale claims there
+    // would otherwise count whenever a current shard lacks one.
+    const shards = new Map(result.shards);
+    const leftovers = new Set<string>();
+    for (const cm of this.ownShards()) {
+      const name = cm.metadata?.name ?? '';
+      if (!shards.has(name) && Object.keys(cm.data ?? {}).length) {
+        shards.set(name, new Map());
+        leftovers.add(name);
+      }
     }
     for (const [name, data] of shards) {
       const current = freshestOf(
@@ -172,10 +286,22 @@ export class Controller {
         this.o.metrics.apiWrites.inc({ kind: 'configmap', result: 'success' });
         written++;
       } catch (err) {
+        const status = (err as ApiCallError).status;
         this.o.metrics.apiWrites.inc({
           kind: 'configmap',
-          result: (err as ApiCallError).status === 409 ? 'conflict' : 'error',
+          result: status === 409 ? 'conflict' : 'error',
         });
+        // RBAC pins the operator's writes to the current shard names: a leftover it may
+        // not empty is harmless (the sync sidecar serves the current names only).
+        if (leftovers.has(name) && (status === 403 || status === 404)) {
+          if (!this.leftoverRefused.has(name))
+            this.o.log.warn(
+              { configMap: name, status },
+              'Leftover shard not emptied; the sync sidecar ignores it, delete it by hand',
+            );
+          this.leftoverRefused.add(name);
+          continue;
+        }
         throw err;
       }
     }
@@ -187,12 +313,30 @@ export class Controller {
         { configs: result.configs.size, configMapsWritten: written },
         'Configs rendered',
       );
+    for (const ip of result.expiredClaims)
+      this.o.log.info({ ip }, 'Claim released: vacant for the whole retention');
     for (const [key, desired] of result.statuses) {
       const bc = this.freshest(key);
       if (bc && mergeStatus(bc.status, desired, this.now()).changed)
         this.o.queue.add(STATUS_PREFIX + key);
     }
     for (const key of this.written.keys()) if (!result.statuses.has(key)) this.written.delete(key);
+    for (const [name, desired] of this.networks?.statuses ?? []) {
+      const bn = this.freshestNetwork(name);
+      if (bn && mergeStatus(bn.status, desired, this.now()).changed)
+        this.o.queue.add(NETWORK_STATUS_PREFIX + name);
+    }
+    this.scheduleNextRender(result);
+  }
+
+  /** Renders again when a vacant claim expires, and when tenants' DNS answers go stale. */
+  private scheduleNextRender(result: RenderResult): void {
+    const t = this.o.tenancy;
+    const waits = [result.requeueAfterMs];
+    if (t.admission && t.resolver.size > 0) waits.push(t.resolveIntervalMs);
+    const next = Math.min(...waits.filter((w): w is number => w !== undefined));
+    // +1 s: a claim expires strictly after its retention; never a busy loop.
+    if (Number.isFinite(next)) this.o.queue.addAfter(RENDER_KEY, Math.max(next, 0) + 1000);
   }
 
   private countConditions(result: RenderResult): void {
@@ -205,6 +349,10 @@ export class Controller {
       const [condition, status] = k.split('\0') as [string, string];
       this.o.metrics.bootClients.set({ condition, status }, n);
     }
+    let vacant = 0;
+    for (const c of result.claims.values()) if (c.vacantSince) vacant++;
+    this.o.metrics.claims.set({ state: 'held' }, result.claims.size - vacant);
+    this.o.metrics.claims.set({ state: 'vacant' }, vacant);
   }
 
   private now(): string {
@@ -215,25 +363,66 @@ export class Controller {
     return freshestOf(this.o.bootClients.get(key), key, this.written);
   }
 
-  private async reconcileStatus(key: string): Promise<void> {
-    const desired = this.last?.statuses.get(key);
-    let bc = this.freshest(key);
-    for (let attempt = 0; bc && desired; attempt++) {
-      const merged = mergeStatus(bc.status, desired, this.now());
+  private freshestNetwork(name: string): BootNetwork | undefined {
+    return freshestOf(this.o.tenancy.bootNetworks.get(`/${name}`), name, this.writtenNetworks);
+  }
+
+  private reconcileStatus(key: string): Promise<void> {
+    const [namespace = '', name = ''] = key.split('/');
+    return this.writeStatus<BootClient>(this.last?.statuses.get(key), this.freshest(key), {
+      key,
+      written: this.written,
+      write: (bc, status) => this.o.api.writeStatus(bc, status),
+      reread: () => this.o.api.getBootClient(namespace, name),
+      onWritten: (updated, events) => {
+        for (const e of events) this.events.record(updated, e);
+      },
+    });
+  }
+
+  private reconcileNetworkStatus(name: string): Promise<void> {
+    return this.writeStatus<BootNetwork>(
+      this.networks?.statuses.get(name),
+      this.freshestNetwork(name),
+      {
+        key: name,
+        written: this.writtenNetworks,
+        write: (bn, status) => this.o.api.writeBootNetworkStatus(bn, status),
+        reread: () => this.o.api.getBootNetwork(name),
+      },
+    );
+  }
+
+  /** Writes a status when it changed, with the object's resourceVersion; 409/404 → read again, merge, retry. */
+  private async writeStatus<
+    T extends { metadata: { resourceVersion?: string }; status?: BootClientStatus },
+  >(
+    desired: DesiredStatus | undefined,
+    fresh: T | undefined,
+    how: {
+      key: string;
+      written: Map<string, { before: string; object: T }>;
+      write: (obj: T, status: Required<BootClientStatus>) => Promise<T>;
+      reread: () => Promise<T | null>;
+      onWritten?: (updated: T, events: ConditionEvent[]) => void;
+    },
+  ): Promise<void> {
+    let obj = fresh;
+    for (let attempt = 0; obj && desired; attempt++) {
+      const merged = mergeStatus(obj.status, desired, this.now());
       if (!merged.changed) return;
       try {
-        const updated = await this.o.api.writeStatus(bc, merged.status);
+        const updated = await how.write(obj, merged.status);
         this.o.metrics.apiWrites.inc({ kind: 'status', result: 'success' });
-        this.written.set(key, { before: bc.metadata.resourceVersion ?? '', object: updated });
-        for (const e of merged.events) this.events.record(updated, e);
+        how.written.set(how.key, { before: obj.metadata.resourceVersion ?? '', object: updated });
+        how.onWritten?.(updated, merged.events);
         return;
       } catch (err) {
         const conflict = err instanceof ApiCallError && (err.status === 409 || err.status === 404);
         this.o.metrics.apiWrites.inc({ kind: 'status', result: conflict ? 'conflict' : 'error' });
         if (!conflict || attempt >= MAX_CONFLICT_RETRIES) throw err;
         // Someone else changed it (a user, a spec edit): read it again and merge anew.
-        const [namespace = '', name = ''] = key.split('/');
-        bc = (await this.o.api.getBootClient(namespace, name)) ?? undefined;
+        obj = (await how.reread()) ?? undefined;
       }
     }
   }

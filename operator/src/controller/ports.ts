@@ -4,6 +4,7 @@
  * client.
  */
 import type { BootClient, BootClientStatus } from '../../../common/src/bootclient.ts';
+import type { BootNetwork, BootNetworkStatus } from '../../../common/src/bootnetwork.ts';
 import type { ConditionEvent } from './conditions.ts';
 import type { RenderedConfigMap } from './controller.ts';
 
@@ -37,6 +38,9 @@ export interface OperatorApi {
   /** PUT /status with the object's resourceVersion: 409 when it is stale. */
   writeStatus(bc: BootClient, status: BootClientStatus): Promise<BootClient>;
   recordEvent(bc: BootClient, event: ConditionEvent): Promise<void>;
+  getBootNetwork(name: string): Promise<BootNetwork | null>;
+  /** PUT /status of a (cluster-scoped) BootNetwork with its resourceVersion. */
+  writeBootNetworkStatus(bn: BootNetwork, status: BootNetworkStatus): Promise<BootNetwork>;
 }
 
 /** Throws before any write when this replica is not (or might no longer be) the leader. */

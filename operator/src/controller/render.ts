@@ -2,6 +2,12 @@
  * The pure core of the operator: from the full set of BootClients, the full set of
  * `<ip>.nbd` configs (sharded into ConfigMaps) and the conditions every BootClient
  * should carry. Deterministic: the same set in any order gives the same result.
+ *
+ * With a TenancyInput (the controller always passes one) it also admits tenants'
+ * BootClients through BootNetworks (common/src/bootnetwork-admission.ts) and settles IP
+ * claims through the claim ledger (claims.ts), which it writes into the shards beside the
+ * configs. Without one (unit tests, benchmarks) every namespace is trusted and the oldest
+ * claimant of an IP wins, as before BootNetworks existed.
  */
 import {
   bootClientKey,
@@ -9,7 +15,12 @@ import {
   type BootClient,
   type BootClientValidation,
 } from '../../../common/src/bootclient.ts';
-import { formatProblems } from '../../../common/src/nbd-config.ts';
+import {
+  admitBootClient,
+  type AdmissionContext,
+} from '../../../common/src/bootnetwork-admission.ts';
+import { configNameOf, formatProblems, renderNbdConfig } from '../../../common/src/nbd-config.ts';
+import { claimKeyOf, formatClaim, settleClaims, type Claim, type Claimant } from './claims.ts';
 import { configMapKeyOf, shardOf, shardName } from './shards.ts';
 
 /** A condition without its transition time: what render decides, before merging with history. */
@@ -31,6 +42,19 @@ export interface RenderOptions {
   maxShardBytes: number;
 }
 
+/** Who may claim what: BootNetwork admission and the claim ledger. */
+export interface TenancyInput {
+  /** True for a namespace whose BootClients need no BootNetwork (the operator's own). */
+  trusted(namespace: string): boolean;
+  admission: AdmissionContext;
+  /** The claim ledger as stored (IP → claim). */
+  claims: ReadonlyMap<string, Claim>;
+  /** Milliseconds since the epoch: when vacant claims started, and expire. */
+  now: number;
+  /** How long a vacant claim is kept; 0 = until the admin releases it. */
+  claimRetentionMs: number;
+}
+
 export interface RenderResult {
   /** fileName → file text, for every config that made it into a shard. */
   configs: Map<string, string>;
@@ -38,6 +62,12 @@ export interface RenderResult {
   shards: Map<string, Map<string, string>>;
   /** BootClient key (`namespace/name`) → its desired status. */
   statuses: Map<string, DesiredStatus>;
+  /** The claim ledger to store (empty without a TenancyInput). */
+  claims: Map<string, Claim>;
+  /** IPs whose vacant claim ran out its retention in this render. */
+  expiredClaims: string[];
+  /** When the next vacant claim expires: render again then. */
+  requeueAfterMs: number | undefined;
 }
 
 export const DEFAULT_RENDER_OPTIONS: RenderOptions = { shardCount: 16, maxShardBytes: 900 * 1024 };
@@ -89,67 +119,136 @@ export function memoiseValidation(): SpecValidator & {
   });
 }
 
+type Status = DesiredCondition['status'];
+
+function notRendered(
+  generation: number,
+  reason: 'Invalid' | 'NotPermitted',
+  message: string,
+): DesiredStatus {
+  return {
+    observedGeneration: generation,
+    conditions: [
+      { type: 'Accepted', status: 'False', reason, message },
+      {
+        type: 'Rendered',
+        status: 'False',
+        reason,
+        message: reason === 'Invalid' ? 'spec is invalid' : 'not permitted',
+      },
+    ],
+  };
+}
+
+function acceptedWith(
+  generation: number,
+  acceptedMessage: string,
+  rendered: [Status, string, string],
+  conflict: [Status, string, string],
+): DesiredStatus {
+  return {
+    observedGeneration: generation,
+    conditions: [
+      acceptedMessage === accepted.message ? accepted : { ...accepted, message: acceptedMessage },
+      { type: 'Rendered', status: rendered[0], reason: rendered[1], message: rendered[2] },
+      { type: 'Conflict', status: conflict[0], reason: conflict[1], message: conflict[2] },
+    ],
+  };
+}
+
+const noConflict: [Status, string, string] = [
+  'False',
+  'NoConflict',
+  'this BootClient holds its IP',
+];
+
+interface Candidate extends Claimant {
+  bc: BootClient;
+  generation: number;
+  fileName: string;
+  text: string;
+  acceptedMessage: string;
+}
+
 export function render(
   bootClients: Iterable<BootClient>,
   options: RenderOptions,
   validate: SpecValidator = validateFresh,
+  tenancy?: TenancyInput,
 ): RenderResult {
   const statuses = new Map<string, DesiredStatus>();
-  const holders = new Map<string, { bc: BootClient; fileName: string; text: string }>();
   const live = [...bootClients].filter((bc) => !bc.metadata.deletionTimestamp).sort(olderFirst);
-  const losers: { key: string; generation: number; ip: string }[] = [];
+  const candidates: Candidate[] = [];
 
   for (const bc of live) {
     const key = bootClientKey(bc.metadata);
+    const namespace = bc.metadata.namespace;
     const generation = bc.metadata.generation ?? 0;
     const v = validate(bc);
     if (!v.ok) {
-      const message = formatProblems(v.problems);
-      statuses.set(key, {
-        observedGeneration: generation,
-        conditions: [
-          { type: 'Accepted', status: 'False', reason: 'Invalid', message },
-          { type: 'Rendered', status: 'False', reason: 'Invalid', message: 'spec is invalid' },
-        ],
-      });
+      statuses.set(key, notRendered(generation, 'Invalid', formatProblems(v.problems)));
       continue;
     }
-    if (holders.has(v.clientIp)) losers.push({ key, generation, ip: v.clientIp });
-    else holders.set(v.clientIp, { bc, fileName: v.fileName, text: v.text });
+    let text = v.text;
+    let acceptedMessage = accepted.message;
+    if (tenancy && !tenancy.trusted(namespace)) {
+      const a = admitBootClient(tenancy.admission, {
+        namespace,
+        ip: v.clientIp,
+        endpoint: v.endpoint,
+      });
+      if (!a.ok) {
+        statuses.set(key, notRendered(generation, 'NotPermitted', a.message));
+        continue;
+      }
+      // The allow-list it was admitted under goes into its config: the dataplane checks
+      // the target against it again at connect time, whatever a hostname resolves to then.
+      text = renderNbdConfig({ ...v.input, nbdAllow: a.nbdAllow });
+      acceptedMessage = `spec is valid and admitted by BootNetwork ${a.networks.join(', ')}`;
+    }
+    candidates.push({
+      key,
+      namespace,
+      ip: v.clientIp,
+      bc,
+      generation,
+      fileName: v.fileName,
+      text,
+      acceptedMessage,
+    });
   }
 
-  const acceptedWith = (
-    generation: number,
-    rendered: [DesiredCondition['status'], string, string],
-    conflict: [DesiredCondition['status'], string, string],
-  ): DesiredStatus => ({
-    observedGeneration: generation,
-    conditions: [
-      accepted,
-      { type: 'Rendered', status: rendered[0], reason: rendered[1], message: rendered[2] },
-      { type: 'Conflict', status: conflict[0], reason: conflict[1], message: conflict[2] },
-    ],
-  });
-  const noConflict: [DesiredCondition['status'], string, string] = [
-    'False',
-    'NoConflict',
-    'this BootClient holds its IP',
-  ];
+  const settled = tenancy
+    ? settleClaims(candidates, tenancy.claims, tenancy.now, tenancy.claimRetentionMs)
+    : settleClaims(candidates, new Map(), 0, 0);
 
-  for (const { key, generation, ip } of losers) {
-    const holder = bootClientKey(holders.get(ip)!.bc.metadata);
-    statuses.set(
-      key,
-      acceptedWith(
-        generation,
-        ['False', 'Conflict', `not rendered: IP ${ip} is held by ${holder}`],
-        [
-          'True',
-          'IpInUse',
-          `IP ${ip} is held by BootClient ${holder}, which is older; this one takes over when that one is deleted or changes its IP`,
-        ],
-      ),
-    );
+  for (const c of candidates) {
+    const lost = settled.losers.get(c.key);
+    if (!lost) continue;
+    const { ip, holder } = lost;
+    // Never an object of another namespace in a status: that one is only "another namespace".
+    const status = holder
+      ? acceptedWith(
+          c.generation,
+          c.acceptedMessage,
+          ['False', 'Conflict', `not rendered: IP ${ip} is held by ${holder.key}`],
+          [
+            'True',
+            'IpInUse',
+            `IP ${ip} is held by BootClient ${holder.key}, which is older; this one takes over when that one is deleted or changes its IP`,
+          ],
+        )
+      : acceptedWith(
+          c.generation,
+          c.acceptedMessage,
+          ['False', 'Conflict', `not rendered: IP ${ip} is claimed by another namespace`],
+          [
+            'True',
+            'ClaimedByAnotherNamespace',
+            `IP ${ip} is claimed by another namespace; it is never taken over from there: the cluster admin can release the claim (docs/operator.md)`,
+          ],
+        );
+    statuses.set(c.key, status);
   }
 
   const shards = new Map<string, Map<string, string>>();
@@ -158,24 +257,46 @@ export function render(
     shards.set(shardName(i), new Map());
     shardBytes.set(shardName(i), 0);
   }
+  const shardFor = (ip: string) => shardName(shardOf(configNameOf(ip), options.shardCount));
+  const claims = tenancy ? settled.ledger : new Map<string, Claim>();
+  // Claims first: they are small, and losing one would let another namespace take an IP.
+  for (const [ip, claim] of [...claims].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const shard = shardFor(ip);
+    const key = claimKeyOf(ip);
+    const value = formatClaim(claim);
+    shards.get(shard)!.set(key, value);
+    shardBytes.set(shard, shardBytes.get(shard)! + key.length + value.length);
+  }
   const configs = new Map<string, string>();
   // Holders in age order, so when a shard is full the older clients keep their place.
-  for (const { bc, fileName, text } of holders.values()) {
-    const key = bootClientKey(bc.metadata);
-    const generation = bc.metadata.generation ?? 0;
-    const shard = shardName(shardOf(fileName, options.shardCount));
-    const dataKey = configMapKeyOf(fileName);
-    const size = (shardBytes.get(shard) ?? 0) + dataKey.length + text.length;
+  for (const c of candidates) {
+    if (settled.holders.get(c.ip) !== c) continue;
+    const shard = shardFor(c.ip);
+    const dataKey = configMapKeyOf(c.fileName);
+    const size = (shardBytes.get(shard) ?? 0) + dataKey.length + c.text.length;
     if (size > options.maxShardBytes) {
       const full = `ConfigMap ${shard} is full; raise the operator's --shards`;
-      statuses.set(key, acceptedWith(generation, ['False', 'ShardFull', full], noConflict));
+      statuses.set(
+        c.key,
+        acceptedWith(c.generation, c.acceptedMessage, ['False', 'ShardFull', full], noConflict),
+      );
       continue;
     }
     shardBytes.set(shard, size);
-    shards.get(shard)!.set(dataKey, text);
-    configs.set(fileName, text);
-    const where = `rendered as ${fileName} in ConfigMap ${shard}`;
-    statuses.set(key, acceptedWith(generation, ['True', 'Rendered', where], noConflict));
+    shards.get(shard)!.set(dataKey, c.text);
+    configs.set(c.fileName, c.text);
+    const where = `rendered as ${c.fileName} in ConfigMap ${shard}`;
+    statuses.set(
+      c.key,
+      acceptedWith(c.generation, c.acceptedMessage, ['True', 'Rendered', where], noConflict),
+    );
   }
-  return { configs, shards, statuses };
+  return {
+    configs,
+    shards,
+    statuses,
+    claims,
+    expiredClaims: tenancy ? settled.expired : [],
+    requeueAfterMs: tenancy ? settled.nextExpiryMs : undefined,
+  };
 }

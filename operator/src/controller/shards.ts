@@ -33,3 +33,29 @@ export function configMapKeyOf(fileName: string): string {
 export function fileNameOfConfigMapKey(key: string): string {
   return key.replaceAll('_', ':');
 }
+
+/** The label the operator puts on every ConfigMap it writes; with the name, its mark of ownership. */
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY_OPERATOR = 'rtftp-operator';
+
+const SHARD_NAME = new RegExp(`^${SHARD_PREFIX}(\\d{2,3})$`);
+
+/** The index in a shard name (`rtftp-configs-07` → 7), or null for any other name. */
+export function shardNameIndex(name: string): number | null {
+  const m = SHARD_NAME.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * The shard index of a ConfigMap the operator wrote, or null for any other: its name must
+ * be a shard name and it must carry the operator's managed-by label. The label alone
+ * proves nothing (whoever may create ConfigMaps there may set it); the name does, since
+ * only the operator may update the shard names (RBAC resourceNames) and a name, once
+ * taken, cannot be created again.
+ */
+export function shardIndexOf(cm: {
+  metadata?: { name?: string; labels?: Record<string, string> };
+}): number | null {
+  if (cm.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_OPERATOR) return null;
+  return shardNameIndex(cm.metadata?.name ?? '');
+}

@@ -1,12 +1,18 @@
-/** The two informers the operator runs, over the client's typed list calls. */
+/** The informers the operator runs, over the client's typed list calls. */
 import {
   BOOTCLIENT_GROUP,
   BOOTCLIENT_PLURAL,
   BOOTCLIENT_VERSION,
   type BootClient,
 } from '../../../common/src/bootclient.ts';
-import type { RenderedConfigMap } from '../controller/controller.ts';
-import type { KubeApis } from './client.ts';
+import {
+  BOOTNETWORK_GROUP,
+  BOOTNETWORK_PLURAL,
+  BOOTNETWORK_VERSION,
+  type BootNetwork,
+} from '../../../common/src/bootnetwork.ts';
+import type { NamespaceObject, RenderedConfigMap } from '../controller/controller.ts';
+import { httpStatusOf, type KubeApis } from './client.ts';
 import { Informer, type InformerOptions } from './informer.ts';
 
 type Common<T> = Omit<
@@ -54,6 +60,66 @@ export function configMapInformer(
     list: async () => {
       const list = await apis.core.listNamespacedConfigMap({ namespace, labelSelector });
       return { items: list.items as RenderedConfigMap[], metadata: list.metadata };
+    },
+  });
+}
+
+/**
+ * BootNetworks: cluster-scoped, read only when tenants' BootClients are watched. Without
+ * their CRD (`helm upgrade` does not install new CRDs) the list is empty: tenants' clients
+ * are NotPermitted, the operator's own namespace is served, and the list is tried again
+ * until the CRD is there.
+ */
+export function bootNetworkInformer(
+  apis: KubeApis,
+  common: Common<BootNetwork>,
+): Informer<BootNetwork> {
+  const group = BOOTNETWORK_GROUP;
+  const version = BOOTNETWORK_VERSION;
+  const plural = BOOTNETWORK_PLURAL;
+  let missing = false;
+  return new Informer<BootNetwork>({
+    ...common,
+    resource: plural,
+    path: `/apis/${group}/${version}/${plural}`,
+    watch: apis.watch,
+    list: async () => {
+      try {
+        const list = (await apis.custom.listClusterCustomObject({ group, version, plural })) as {
+          items: BootNetwork[];
+          metadata?: { resourceVersion?: string };
+        };
+        if (missing) common.log.info({}, 'BootNetwork CRD found');
+        missing = false;
+        return list;
+      } catch (err) {
+        if (httpStatusOf(err) !== 404) throw err;
+        if (!missing)
+          common.log.error(
+            { crd: `${plural}.${group}` },
+            'BootNetwork CRD not installed: no tenant BootClient is permitted until it is (kubectl apply -f crds/)',
+          );
+        missing = true;
+        // No resourceVersion: the informer lists again after each failed watch.
+        return { items: [], metadata: { resourceVersion: '' } };
+      }
+    },
+  });
+}
+
+/** Namespaces (their labels), for BootNetworks that select namespaces by label. */
+export function namespaceInformer(
+  apis: KubeApis,
+  common: Common<NamespaceObject>,
+): Informer<NamespaceObject> {
+  return new Informer<NamespaceObject>({
+    ...common,
+    resource: 'namespaces',
+    path: '/api/v1/namespaces',
+    watch: apis.watch,
+    list: async () => {
+      const list = await apis.core.listNamespace();
+      return { items: list.items as NamespaceObject[], metadata: list.metadata };
     },
   });
 }

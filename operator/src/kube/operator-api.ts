@@ -15,7 +15,14 @@ import {
   type BootClient,
   type BootClientStatus,
 } from '../../../common/src/bootclient.ts';
-import { RENDERED_LABEL } from '../controller/shards.ts';
+import {
+  BOOTNETWORK_API_VERSION,
+  BOOTNETWORK_KIND,
+  BOOTNETWORK_PLURAL,
+  type BootNetwork,
+  type BootNetworkStatus,
+} from '../../../common/src/bootnetwork.ts';
+import { MANAGED_BY_LABEL, MANAGED_BY_OPERATOR, RENDERED_LABEL } from '../controller/shards.ts';
 import { ApiCallError, type OperatorApi, type WriteFence } from '../controller/ports.ts';
 import type { ConditionEvent } from '../controller/conditions.ts';
 import { apiErrorMessage, httpStatusOf, type KubeApis } from './client.ts';
@@ -27,6 +34,18 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     throw new ApiCallError(`${what}: ${apiErrorMessage(err)}`, httpStatusOf(err), { cause: err });
+  }
+}
+
+/** A read that answers null for 404 and an ApiCallError for anything else. */
+async function getOrNull<T>(what: string, fn: () => Promise<unknown>): Promise<T | null> {
+  try {
+    return (await fn()) as T;
+  } catch (err) {
+    if (httpStatusOf(err) === 404) return null;
+    throw new ApiCallError(`${what}: ${apiErrorMessage(err)}`, httpStatusOf(err), {
+      cause: err,
+    });
   }
 }
 
@@ -51,7 +70,7 @@ export function createOperatorApi(
           namespace: opts.namespace,
           labels: {
             [RENDERED_LABEL]: 'true',
-            'app.kubernetes.io/managed-by': 'rtftp-operator',
+            [MANAGED_BY_LABEL]: MANAGED_BY_OPERATOR,
           },
           resourceVersion: existing?.resourceVersion,
         },
@@ -67,23 +86,10 @@ export function createOperatorApi(
       );
     },
 
-    async getBootClient(namespace, name) {
-      try {
-        return (await apis.custom.getNamespacedCustomObject({
-          group,
-          version,
-          namespace,
-          plural,
-          name,
-        })) as BootClient;
-      } catch (err) {
-        if (httpStatusOf(err) === 404) return null;
-        throw new ApiCallError(
-          `get BootClient ${namespace}/${name}: ${apiErrorMessage(err)}`,
-          httpStatusOf(err),
-          { cause: err },
-        );
-      }
+    getBootClient(namespace, name) {
+      return getOrNull<BootClient>(`get BootClient ${namespace}/${name}`, () =>
+        apis.custom.getNamespacedCustomObject({ group, version, namespace, plural, name }),
+      );
     },
 
     async writeStatus(bc: BootClient, status: BootClientStatus) {
@@ -105,6 +111,32 @@ export function createOperatorApi(
           body,
         }),
       )) as BootClient;
+    },
+
+    getBootNetwork(name) {
+      return getOrNull<BootNetwork>(`get BootNetwork ${name}`, () =>
+        apis.custom.getClusterCustomObject({ group, version, plural: BOOTNETWORK_PLURAL, name }),
+      );
+    },
+
+    async writeBootNetworkStatus(bn: BootNetwork, status: BootNetworkStatus) {
+      fenced();
+      const { name, resourceVersion } = bn.metadata;
+      const body = {
+        apiVersion: BOOTNETWORK_API_VERSION,
+        kind: BOOTNETWORK_KIND,
+        metadata: { name, resourceVersion },
+        status,
+      };
+      return (await call(`update status of BootNetwork ${name}`, () =>
+        apis.custom.replaceClusterCustomObjectStatus({
+          group,
+          version,
+          plural: BOOTNETWORK_PLURAL,
+          name,
+          body,
+        }),
+      )) as BootNetwork;
     },
 
     async recordEvent(bc: BootClient, event: ConditionEvent) {

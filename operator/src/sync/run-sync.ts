@@ -3,35 +3,35 @@
  * keeps the dataplane's config directory equal to their union, within a second of a
  * change, where a ConfigMap volume would lag by kubelet's sync period (about a minute).
  * The TFTP container shares the directory (an emptyDir) and holds no credentials.
+ * Only the shards the operator wrote are served (trusted-shards.ts).
  */
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { clientIpOfConfigName } from '../../../common/src/nbd-config.ts';
 import type { SyncArgs } from '../cli.ts';
-import type { RenderedConfigMap } from '../controller/controller.ts';
-import { fileNameOfConfigMapKey } from '../controller/shards.ts';
 import { startHttpServer } from '../http/http-server.ts';
 import { connectKube } from '../kube/client.ts';
 import { configMapInformer } from '../kube/informers.ts';
 import { createOperatorMetrics } from '../metrics.ts';
 import { ConfigDirWriter } from './config-dir-writer.ts';
-
-/** The union of all shards' configs; keys that are not `<canonical ip>.nbd` are ignored. */
-export function desiredFiles(configMaps: Iterable<RenderedConfigMap>): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const cm of configMaps)
-    for (const [key, text] of Object.entries(cm.data ?? {})) {
-      const name = fileNameOfConfigMapKey(key);
-      if (clientIpOfConfigName(name) !== null) out.set(name, text);
-    }
-  return out;
-}
+import { ShardTrust, desiredFiles } from './trusted-shards.ts';
 
 export async function runSync(args: SyncArgs, log: Logger): Promise<() => Promise<void>> {
   const apis = connectKube();
   const metrics = createOperatorMetrics(new Registry(), true, 'sync');
   const writer = new ConfigDirWriter(args.dir, log);
   await writer.init();
+  const trust = new ShardTrust(args.shards, (cm, reason) => {
+    metrics.syncIgnored.inc({ reason });
+    log.warn(
+      {
+        configMap: cm.metadata?.name,
+        resourceVersion: cm.metadata?.resourceVersion,
+        reason,
+        shards: args.shards,
+      },
+      'ConfigMap ignored: not written by the operator',
+    );
+  });
   let running = false;
   let again = false;
   let retry: NodeJS.Timeout | undefined;
@@ -54,7 +54,7 @@ export async function runSync(args: SyncArgs, log: Logger): Promise<() => Promis
         again = false;
         try {
           const started = Date.now();
-          const r = await writer.apply(desiredFiles(informer.cache.values()));
+          const r = await writer.apply(desiredFiles(trust.trusted(informer.cache.values())));
           metrics.syncWrites.inc({ operation: 'write' }, r.written);
           metrics.syncWrites.inc({ operation: 'delete' }, r.deleted);
           metrics.syncWrites.inc({ operation: 'skip' }, r.skipped);

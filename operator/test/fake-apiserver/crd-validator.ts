@@ -27,11 +27,20 @@ export interface CrdInfo {
 
 const knownRules = new Map<string, CelRule>(BOOTCLIENT_CEL_RULES.map((r) => [r.rule, r]));
 
-/** Replaces each x-kubernetes-validations with an ajv keyword call and drops other x- keys. */
+/**
+ * Replaces each x-kubernetes-validations with an ajv keyword call and drops other x- keys.
+ * An object schema with properties and no additionalProperties gets
+ * `additionalProperties: false`, which ajv's removeAdditional prunes: the API server's
+ * structural pruning, which keeps what an additionalProperties schema allows (a map such
+ * as matchLabels) and drops every other unknown field.
+ */
 function toAjvSchema(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(toAjvSchema);
   if (typeof node !== 'object' || node === null) return node;
   const out: Record<string, unknown> = {};
+  const n = node as Record<string, unknown>;
+  if (n.properties !== undefined && n.additionalProperties === undefined)
+    out.additionalProperties = false;
   for (const [k, v] of Object.entries(node)) {
     if (k === 'x-kubernetes-validations') {
       const rules = (v as { rule: string }[]).map((r) => {
@@ -54,7 +63,7 @@ function describe(e: ErrorObject): string {
 export function loadCrd(file: string): CrdInfo {
   const crd = parse(readFileSync(file, 'utf8'));
   const version = crd.spec.versions.find((v: { storage: boolean }) => v.storage);
-  const ajv = new Ajv({ allErrors: true, strict: false, removeAdditional: 'all' });
+  const ajv = new Ajv({ allErrors: true, strict: false, removeAdditional: true });
   addFormats(ajv);
   ajv.addKeyword({
     keyword: 'celRules',

@@ -265,3 +265,88 @@ test('injected latency delays every request; injected write failures are 500 wit
   }
   assert.equal(await status(core.readNamespacedConfigMap({ namespace: ns, name: 'never' })), 404);
 });
+
+test('a cluster-scoped BootNetwork: no namespace in its path, status split, generation, watch', async () => {
+  const body = {
+    apiVersion: `${group}/${version}`,
+    kind: 'BootNetwork',
+    metadata: { name: 'lab' },
+    spec: {
+      clientCIDRs: ['10.0.0.0/24'],
+      namespaces: { namespaceSelector: { matchLabels: { team: 'a' } } },
+    },
+    status: { conditions: [] },
+  };
+  const events: string[] = [];
+  const controller = await watch.watch(
+    `/apis/${group}/${version}/bootnetworks`,
+    {},
+    (type, obj: { metadata: { name: string } }) => events.push(`${type} ${obj.metadata.name}`),
+    () => undefined,
+  );
+  const created = (await custom.createClusterCustomObject({
+    group,
+    version,
+    plural: 'bootnetworks',
+    body,
+  })) as { metadata: Record<string, unknown>; spec: Record<string, unknown>; status?: unknown };
+  assert.equal(created.metadata.namespace, undefined);
+  assert.equal(created.metadata.generation, 1);
+  assert.equal(created.status, undefined, 'status is set through /status only');
+  assert.deepEqual(
+    (created.spec.namespaces as Record<string, unknown>).namespaceSelector,
+    { matchLabels: { team: 'a' } },
+    'a map the schema allows survives pruning',
+  );
+  const listed = (await custom.listClusterCustomObject({
+    group,
+    version,
+    plural: 'bootnetworks',
+  })) as {
+    items: unknown[];
+  };
+  assert.equal(listed.items.length, 1);
+  // Under a namespace it does not exist; a BootClient has no path without one.
+  const raw = (path: string) => fetch(server.url + path).then((r) => r.status);
+  assert.equal(await raw(`/apis/${group}/${version}/namespaces/${ns}/bootnetworks/lab`), 404);
+  assert.equal(await raw(`/apis/${group}/${version}/bootclients/any`), 404);
+  await custom.replaceClusterCustomObjectStatus({
+    group,
+    version,
+    plural: 'bootnetworks',
+    name: 'lab',
+    body: { ...created, status: { observedGeneration: 1 } },
+  });
+  const got = (await custom.getClusterCustomObject({
+    group,
+    version,
+    plural: 'bootnetworks',
+    name: 'lab',
+  })) as {
+    metadata: { generation: number };
+    status: unknown;
+  };
+  assert.deepEqual(got.status, { observedGeneration: 1 });
+  assert.equal(got.metadata.generation, 1, 'a status write bumps no generation');
+  await custom.deleteClusterCustomObject({ group, version, plural: 'bootnetworks', name: 'lab' });
+  await new Promise((r) => setTimeout(r, 100));
+  controller.abort();
+  assert.deepEqual(
+    events.filter((e) => !e.startsWith('BOOKMARK')),
+    ['ADDED lab', 'MODIFIED lab', 'DELETED lab'],
+  );
+});
+
+test('Namespaces are cluster-scoped objects with labels, listed and updated like the real ones', async () => {
+  await core.createNamespace({ body: { metadata: { name: 'tenant-x', labels: { team: 'x' } } } });
+  const got = await core.readNamespace({ name: 'tenant-x' });
+  assert.deepEqual(got.metadata?.labels, { team: 'x' });
+  assert.equal(got.metadata?.namespace, undefined);
+  got.metadata!.labels = { team: 'y' };
+  await core.replaceNamespace({ name: 'tenant-x', body: got });
+  const list = await core.listNamespace();
+  assert.deepEqual(
+    list.items.filter((n) => n.metadata?.name === 'tenant-x').map((n) => n.metadata?.labels),
+    [{ team: 'y' }],
+  );
+});

@@ -1,7 +1,7 @@
 /**
  * The resources the fake API server serves and the per-kind rules the real one applies:
  * MicroTime fields on Leases and events.k8s.io Events, ConfigMap key and size limits,
- * CRD schemas from crds/.
+ * cluster-scoped Namespaces, CRD schemas (namespaced or cluster-scoped) from crds/.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -74,6 +74,9 @@ function configMapProblems(obj: Record<string, unknown>): string[] {
 export function defaultResources(crdDir: string): ResourceDef[] {
   const defs = [
     builtin('', 'v1', 'configmaps', 'ConfigMap', { validate: configMapProblems }),
+    // Cluster-scoped; objects in other resources do not need their Namespace to exist
+    // (the real server's NamespaceLifecycle admission is not modelled).
+    builtin('', 'v1', 'namespaces', 'Namespace', { namespaced: false }),
     builtin('', 'v1', 'events', 'Event'),
     builtin('events.k8s.io', 'v1', 'events', 'Event', {
       decodeProblems: (o) => microTimeProblems(o, ['eventTime']),

@@ -167,6 +167,14 @@ export class FakeApiServer {
       );
     const ns = parts.ns === undefined ? undefined : decodeURIComponent(parts.ns);
     const name = parts.name === undefined ? undefined : decodeURIComponent(parts.name);
+    // A cluster-scoped resource has no namespaced path; a namespaced object has no
+    // cluster-wide one (only its collection does: list and watch across namespaces).
+    if (!def.namespaced && ns !== undefined)
+      throw new ApiError(
+        404,
+        'NotFound',
+        `the server could not find the requested resource (${url.pathname})`,
+      );
     return { def, ns, name, sub: parts.sub };
   }
 
@@ -209,6 +217,13 @@ export class FakeApiServer {
           return this.watch(def, ns, url, res);
         return this.send(res, 200, this.list(def, ns, url.searchParams.get('labelSelector')));
       }
+      // Across namespaces there is only the collection (list, watch), never an object.
+      if (def.namespaced && ns === undefined)
+        throw new ApiError(
+          404,
+          'NotFound',
+          `the server could not find the requested resource (${url.pathname})`,
+        );
       if (method === 'POST' && !name) {
         const obj = (await this.body(req)) as Obj;
         return this.send(res, 201, applyCreate(this.store, def, ns, obj));
@@ -277,6 +292,9 @@ export class FakeApiServer {
     const selector = url.searchParams.get('labelSelector');
     const rvParam = url.searchParams.get('resourceVersion') ?? '';
     res.writeHead(200, { ...JSON_TYPE, 'transfer-encoding': 'chunked' });
+    // As the real server: the response starts now, not with the first event (client-node's
+    // watch() resolves only once it has the headers).
+    res.flushHeaders();
     const conn: WatchConn = { res, stalled: false, close: () => undefined };
     const write = (type: string, object: unknown) => {
       if (!conn.stalled) res.write(JSON.stringify({ type, object }) + '\n');

@@ -35,10 +35,14 @@ export interface KubeObjectInput {
 
 const PLURALS: Record<string, string> = {
   BootClient: 'bootclients',
+  BootNetwork: 'bootnetworks',
   ConfigMap: 'configmaps',
   Lease: 'leases',
   Event: 'events',
+  Namespace: 'namespaces',
 };
+/** Kinds without a namespace: their paths have none, and `namespace` arguments are ignored. */
+const CLUSTER_SCOPED = new Set(['BootNetwork', 'Namespace']);
 
 export interface TestCluster {
   server: FakeApiServer;
@@ -74,11 +78,14 @@ function pathOf(apiVersion: string, kind: string, namespace: string, name?: stri
   const plural = PLURALS[kind];
   if (!plural) throw new Error(`test cluster: unknown kind ${kind}`);
   const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-  return `${base}/namespaces/${namespace}/${plural}${name ? '/' + name : ''}`;
+  const scope = CLUSTER_SCOPED.has(kind) ? '' : `/namespaces/${namespace}`;
+  return `${base}${scope}/${plural}${name ? '/' + name : ''}`;
 }
 
 const API_VERSIONS: Record<string, string> = {
   BootClient: BOOTCLIENT_API_VERSION,
+  BootNetwork: BOOTCLIENT_API_VERSION,
+  Namespace: 'v1',
   ConfigMap: 'v1',
   Lease: 'coordination.k8s.io/v1',
   Event: 'events.k8s.io/v1',

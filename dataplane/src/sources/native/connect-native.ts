@@ -1,9 +1,13 @@
 /**
  * connectNative: NBD handshake, partition table, filesystems mounted in `mounts` order,
  * each mountpoint checked as libguestfs's mount checks it. No process is started.
+ * The target passes the NBD target gate first (../nbd-target-gate.ts): the connection goes
+ * to an address the gate checked, never to a name resolved again.
  */
 import { DiskError } from '../disk-session.ts';
 import type { DiskConnectOptions } from '../disk-session.ts';
+import { CONFIG_ONLY_GATE, type NbdTargetGate } from '../nbd-target-gate.ts';
+import type { NbdEndpoint } from '../../../../common/src/nbd-config.ts';
 import type { DataplaneMetrics } from '../../metrics.ts';
 import type { NbdMount } from '../../../../common/src/nbd-config.ts';
 import { CachedDisk, DEFAULT_CACHE_BYTES, DiskRange } from './block-cache.ts';
@@ -25,19 +29,37 @@ export interface NativeConnectOptions extends DiskConnectOptions {
   cacheBytes?: number;
   connectTimeoutMs?: number;
   readTimeoutMs?: number;
+  /** The check before the connect (--nbd-allow); a config's own nbd_allow without one. */
+  gate?: NbdTargetGate;
 }
 
 export async function connectNative(opts: NativeConnectOptions): Promise<NativeDiskSession> {
   const { config, configName, signal, metrics } = opts;
   const describe = `${configName} (${describeEndpoint(config.endpoint)})`;
-  const client = await NbdClient.connect({
-    endpoint: config.endpoint,
-    signal,
-    ...(opts.connectTimeoutMs !== undefined && { connectTimeoutMs: opts.connectTimeoutMs }),
-    ...(opts.readTimeoutMs !== undefined && { readTimeoutMs: opts.readTimeoutMs }),
-    // Every byte the server sends, metadata and file data (which goes around the cache).
-    ...(metrics && { onRead: (n: number) => metrics.nbdReadBytes.inc({ backend: 'native' }, n) }),
-  });
+  const targets = await (opts.gate ?? CONFIG_ONLY_GATE).admit(config);
+  const connectTo = (endpoint: NbdEndpoint) =>
+    NbdClient.connect({
+      endpoint,
+      signal,
+      ...(opts.connectTimeoutMs !== undefined && { connectTimeoutMs: opts.connectTimeoutMs }),
+      ...(opts.readTimeoutMs !== undefined && { readTimeoutMs: opts.readTimeoutMs }),
+      // Every byte the server sends, metadata and file data (which goes around the cache).
+      ...(metrics && {
+        onRead: (n: number) => metrics.nbdReadBytes.inc({ backend: 'native' }, n),
+      }),
+    });
+  let client: NbdClient | undefined;
+  // A name with several addresses: the next checked one when one refuses the connection.
+  for (const [i, target] of targets.entries()) {
+    try {
+      client = await connectTo(target);
+      break;
+    } catch (err) {
+      const refused = err instanceof DiskError && err.reason === 'connection-refused';
+      if (!refused || i === targets.length - 1) throw err;
+    }
+  }
+  if (!client) throw corrupt(`${describe}: no address to connect to`);
   try {
     const disk = new CachedDisk(client, opts.cacheBytes ?? DEFAULT_CACHE_BYTES, (kind) => {
       if (!metrics) return;

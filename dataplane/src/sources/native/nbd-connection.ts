@@ -11,6 +11,7 @@
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import type { NbdEndpoint } from '../../../../common/src/nbd-config.ts';
+import { describeNbdEndpoint } from '../../../../common/src/nbd-url-redaction.ts';
 import { ByteQueue } from './byte-queue.ts';
 import { NativeErrorCode, diskError } from './errors.ts';
 import type { DiskError } from '../disk-session.ts';
@@ -41,11 +42,8 @@ import { ReplyMatcher } from './nbd-replies.ts';
  */
 const receiveBuffer = Buffer.allocUnsafe(64 * 1024);
 
-export function describeEndpoint(e: NbdEndpoint): string {
-  return e.transport === 'tcp'
-    ? `nbd://${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}/${e.exportName}`
-    : `nbd+unix:///${e.exportName}?socket=${e.socket}`;
-}
+/** The target in messages: host, port and export only (common/src/nbd-url-redaction.ts). */
+export const describeEndpoint = describeNbdEndpoint;
 
 export class NbdConnection {
   private readonly queue = new ByteQueue();

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
+import { redactNbdUrl } from '../../../../common/src/nbd-url-redaction.ts';
 import type { DataplaneMetrics } from '../../metrics.ts';
 import { DiskError } from '../disk-session.ts';
 import type { DiskBackendName, DiskConnector, DiskSession } from '../disk-session.ts';
@@ -39,7 +40,13 @@ export interface SlotStatus {
   lastUsedAt: string;
 }
 
-const CONFIG_FAULTS = new Set(['partition-missing', 'mount-failed', 'unsupported-filesystem']);
+const CONFIG_FAULTS = new Set([
+  'partition-missing',
+  'mount-failed',
+  'unsupported-filesystem',
+  // A refused NBD target stays refused until the config or the flag changes.
+  'not-permitted',
+]);
 /**
  * A request for a disk whose server failed tries it again at once (the user may have
  * repaired the server and rebooted the client), at most this often per disk...
@@ -128,7 +135,10 @@ export class DiskSlot {
     const abort = new AbortController();
     this.connectAbort = abort;
     const { logger, metrics } = this.opts;
-    logger.info({ why, url: this.config.url, backends: this.opts.backends }, 'Disk connecting');
+    logger.info(
+      { why, url: redactNbdUrl(this.config.url), backends: this.opts.backends },
+      'Disk connecting',
+    );
     this.connecting = (async () => {
       for (const backend of this.opts.backends) {
         const connector = this.opts.connectors[backend]!;
@@ -302,7 +312,7 @@ export class DiskSlot {
     return {
       client: this.opts.clientIp,
       file: this.opts.file,
-      url: this.config.url,
+      url: redactNbdUrl(this.config.url),
       state: this.state,
       backend: this.backend,
       activeFiles: this.activeFiles,

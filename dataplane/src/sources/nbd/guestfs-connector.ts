@@ -1,12 +1,15 @@
 /**
  * The 'guestfs' DiskConnector: decides KVM once (kvm-probe.ts), prepares the children's
- * environment once, then launches one GuestfishSession per connect.
+ * environment once, then launches one GuestfishSession per connect. Each connect passes
+ * the NBD target gate first (../nbd-target-gate.ts), and the appliance is given the
+ * address the gate checked, never the name.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DataplaneMetrics } from '../../metrics.ts';
 import type { DiskConnector } from '../disk-session.ts';
+import { CONFIG_ONLY_GATE, type NbdTargetGate } from '../nbd-target-gate.ts';
 import { prepareApplianceEnv } from './appliance-env.ts';
 import { GuestfishSession } from './guestfish-session.ts';
 import type { ApplianceTuning } from './guestfish-session.ts';
@@ -21,6 +24,8 @@ export interface GuestfsConnectorOptions extends ApplianceTuning {
   kvm: KvmMode;
   /** MiB of translation cache per appliance under TCG; 0 leaves QEMU's default. */
   tcgCacheMiB: number;
+  /** The check before the connect (--nbd-allow); a config's own nbd_allow without one. */
+  gate?: NbdTargetGate;
 }
 
 export interface GuestfsConnector {
@@ -60,14 +65,18 @@ export function createGuestfsConnector(opts: GuestfsConnectorOptions): GuestfsCo
     metrics: _m,
     kvm: _k,
     tcgCacheMiB: _t,
+    gate = CONFIG_ONLY_GATE,
     ...tuning
   } = opts;
   const connect: DiskConnector = async ({ config, configName, logger, signal }) => {
+    // Before anything runs: a refused target launches nothing. qemu takes one server
+    // address, so the first address the gate checked.
+    const [endpoint] = await gate.admit(config);
     const env = await prepare();
     return GuestfishSession.connect(
       {
         ...tuning,
-        config,
+        config: endpoint === config.endpoint ? config : { ...config, endpoint: endpoint! },
         configName,
         logger,
         env,

@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
+import { describeNbdEndpoint } from '../../../../common/src/nbd-url-redaction.ts';
 import { DiskError } from '../disk-session.ts';
 import type { DiskFailureReason } from '../disk-session.ts';
 import { GuestfishError } from './guestfish-process.ts';
@@ -84,13 +85,15 @@ export function sessionFailure(err: unknown, what: string): DiskError {
 /**
  * libguestfs 1.48 hides why qemu could not open the drive ("qemu-img exited with error
  * status 1" unless LIBGUESTFS_DEBUG is on), so a failed launch asks qemu-img itself,
- * which says "Connection refused" or "Requested export not available".
+ * which says "Connection refused" or "Requested export not available". It is given the
+ * endpoint the session was given (the address the NBD target gate checked), never the
+ * config's URL: a name there would be resolved again.
  */
 export function probeEndpointWithQemuImg(config: NbdConfig, timeoutMs = 15_000): Promise<string> {
   return new Promise((resolve) => {
     execFile(
       'qemu-img',
-      ['info', '-f', 'raw', '--output=json', config.url],
+      ['info', '-f', 'raw', '--output=json', describeNbdEndpoint(config.endpoint)],
       { timeout: timeoutMs },
       (err, _stdout, stderr) => resolve(err ? stderr.trim() || err.message : ''),
     );

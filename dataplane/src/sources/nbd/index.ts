@@ -10,6 +10,7 @@ import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
 import { NbdConfigWatcher } from '../../config/nbd-config-watcher.ts';
 import type { DataplaneMetrics } from '../../metrics.ts';
 import type { DiskConnector } from '../disk-session.ts';
+import type { NbdTargetGate } from '../nbd-target-gate.ts';
 import type { FileSource } from '../source.ts';
 import { DiskRegistry } from './disk-registry.ts';
 import { createGuestfsConnector } from './guestfs-connector.ts';
@@ -31,6 +32,8 @@ export interface NbdSourceOptions {
   workDir?: string;
   /** --appliance-cache-dir: where the supermin appliance is kept across restarts (default <workDir>/cache). */
   applianceCacheDir?: string;
+  /** The check before every connect (--nbd-allow); the libguestfs connector uses it. */
+  gate?: NbdTargetGate;
   /** Connectors by backend; 'guestfs' defaults to the libguestfs one. */
   connectors?: { guestfs?: DiskConnector; native?: DiskConnector };
   /** For backend 'auto': whether the native reader can serve a config. */
@@ -80,6 +83,7 @@ export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
         chunkBytes: Math.min(opts.chunkBytes ?? 1024 * 1024, MAX_CHUNK_BYTES),
         readAhead: opts.readAhead ?? 2,
         refreshAfterMs: (opts.refreshAfterS ?? 3) * 1000,
+        ...(opts.gate ? { gate: opts.gate } : {}),
       });
   const connectors = {
     guestfs: opts.connectors?.guestfs ?? guestfs!.connect,
