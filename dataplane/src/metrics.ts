@@ -124,6 +124,19 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       help: 'Block cache misses (native backend)',
       registers,
     }),
+    // Budgets and health (sources/budget.ts, health/)
+    nbdOpenOverBudget: new Counter({
+      name: 'rtftp_nbd_open_over_budget_total',
+      help: 'Opens and reads of NBD disk files stopped past a budget, by budget (page-reads, symlink-hops, directory-entries, wall-time)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    healthStallSeconds: new Gauge({
+      name: 'rtftp_health_stall_seconds',
+      help: 'Longest stall seen by the health canaries within their window, by part (event-loop, thread-pool)',
+      labelNames: ['part'] as const,
+      registers,
+    }),
     kvmAvailable: new Gauge({
       name: 'rtftp_kvm_available',
       help: '1 when libguestfs appliances run with KVM, 0 when they fall back to TCG',

@@ -45,6 +45,8 @@ export type DiskFailureReason =
   | 'unsupported-filesystem'
   | 'timeout'
   | 'corrupt'
+  /** past a budget of sources/budget.ts (a hostile disk) */
+  | 'over-budget'
   | 'other';
 
 export class DiskError extends Error {
