@@ -5,6 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
+import { DEFAULT_OPEN_BUDGET } from './sources/budget.ts';
+import { DEFAULT_STALL_LIMIT_S } from './health/health-monitor.ts';
 
 export interface DataplaneOptions {
   root: string;
@@ -30,6 +32,11 @@ export interface DataplaneOptions {
   nbdLaunchTimeoutS: number;
   nbdReadTimeoutS: number;
   logLevel: string;
+  // Budgets of one native disk open (sources/budget.ts) and the health bound (health/).
+  openBudgetReads: number;
+  openBudgetEntries: number;
+  openBudgetMs: number;
+  healthStallLimitS: number;
 }
 
 export class CliError extends Error {
@@ -214,6 +221,38 @@ const FLAGS: Record<string, FlagSpec> = {
     default: 'info',
     help: 'trace, debug, info, warn, error',
   },
+  'open-budget-reads': {
+    env: 'RTFTP_OPEN_BUDGET_READS',
+    kind: 'int',
+    default: String(DEFAULT_OPEN_BUDGET.pageReads),
+    min: 10,
+    max: 100_000_000,
+    help: 'metadata page reads one open of a file on a native NBD disk may cost',
+  },
+  'open-budget-entries': {
+    env: 'RTFTP_OPEN_BUDGET_ENTRIES',
+    kind: 'int',
+    default: String(DEFAULT_OPEN_BUDGET.directoryEntries),
+    min: 100,
+    max: 100_000_000,
+    help: 'directory entries one open on a native NBD disk may scan',
+  },
+  'open-budget-ms': {
+    env: 'RTFTP_OPEN_BUDGET_MS',
+    kind: 'int',
+    default: String(DEFAULT_OPEN_BUDGET.wallMs),
+    min: 100,
+    max: 3_600_000,
+    help: 'milliseconds one open on a native NBD disk may take',
+  },
+  'health-stall-limit': {
+    env: 'RTFTP_HEALTH_STALL_LIMIT',
+    kind: 'int',
+    default: String(DEFAULT_STALL_LIMIT_S),
+    min: 1,
+    max: 3600,
+    help: 'seconds the event loop or the thread pool may be stuck before /healthz fails',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -312,5 +351,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     nbdLaunchTimeoutS: int('nbd-launch-timeout'),
     nbdReadTimeoutS: int('nbd-read-timeout'),
     logLevel,
+    openBudgetReads: int('open-budget-reads'),
+    openBudgetEntries: int('open-budget-entries'),
+    openBudgetMs: int('open-budget-ms'),
+    healthStallLimitS: int('health-stall-limit'),
   };
 }

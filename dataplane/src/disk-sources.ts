@@ -12,6 +12,7 @@ import type { FileSource } from './sources/source.ts';
 import type { DiskConnectOptions } from './sources/disk-session.ts';
 import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
 import { connectNative } from './sources/native/index.ts';
+import { DEFAULT_OPEN_BUDGET } from './sources/budget.ts';
 
 export interface DiskSources {
   sources: FileSource[];
@@ -42,7 +43,17 @@ export async function startDiskSources(
     readTimeoutS: opts.nbdReadTimeoutS,
     connectors: {
       native: (o: DiskConnectOptions) =>
-        connectNative({ ...o, metrics, readTimeoutMs: opts.nbdReadTimeoutS * 1000 }),
+        connectNative({
+          ...o,
+          metrics,
+          readTimeoutMs: opts.nbdReadTimeoutS * 1000,
+          budget: {
+            ...DEFAULT_OPEN_BUDGET,
+            pageReads: opts.openBudgetReads,
+            directoryEntries: opts.openBudgetEntries,
+            wallMs: opts.openBudgetMs,
+          },
+        }),
     },
     // backend auto: try the native reader first; it declines (unsupported-filesystem)
     // for anything it cannot read, and the registry then launches libguestfs.

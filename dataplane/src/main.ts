@@ -12,6 +12,7 @@ import { LocalDirSource } from './sources/local-dir.ts';
 import type { FileSource } from './sources/source.ts';
 import { TftpServer } from './tftp/server.ts';
 import { startDiskSources } from './disk-sources.ts';
+import { HealthMonitor } from './health/health-monitor.ts';
 
 async function main(): Promise<number> {
   let opts: DataplaneOptions | null;
@@ -81,10 +82,21 @@ async function main(): Promise<number> {
     'Server listening',
   );
 
+  // Liveness that tells the truth: a stuck event loop or thread pool fails /healthz.
+  const health = new HealthMonitor({
+    stallLimitMs: opts.healthStallLimitS * 1000,
+    windowMs: opts.healthStallLimitS * 1000,
+    onSample: (worst) => {
+      for (const [part, ms] of Object.entries(worst))
+        metrics.healthStallSeconds.set({ part }, ms / 1000);
+    },
+  });
+  health.start();
   const http = buildHttpServer({
     registry: metrics.registry,
     ready: () => ready,
     status: () => ({ transfersActive: server.activeTransfers, ...disks.status() }),
+    health: () => health.check(),
   });
   if (opts.metricsPort !== 0) {
     try {
@@ -118,6 +130,7 @@ async function main(): Promise<number> {
         'Shutdown started',
       );
       clearInterval(readinessTimer);
+      health.stop();
       ready = false;
       await server.stop(opts.gracePeriodS * 1000);
       await disks.stop();

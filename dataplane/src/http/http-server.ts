@@ -5,11 +5,14 @@
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { HealthVerdict } from '../health/health-monitor.ts';
 
 export interface HttpServerOptions {
   registry: Registry;
   ready: () => boolean;
   status: () => unknown;
+  /** Liveness (health/health-monitor.ts); absent: healthy whenever the process answers. */
+  health?: () => HealthVerdict;
 }
 
 export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
@@ -18,7 +21,13 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     reply.header('content-type', opts.registry.contentType);
     return opts.registry.metrics();
   });
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // Liveness: 503 with the reason when the event loop or the thread pool is stuck.
+  app.get('/healthz', async (_req, reply) => {
+    const verdict = opts.health?.() ?? { ok: true };
+    if (verdict.ok) return { status: 'ok' };
+    reply.code(503);
+    return { status: 'unhealthy', reason: verdict.reason };
+  });
   app.get('/readyz', async (_req, reply) => {
     if (opts.ready()) return { status: 'ready' };
     reply.code(503);
