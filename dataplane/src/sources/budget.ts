@@ -38,14 +38,14 @@ export interface BudgetLimits {
  * most a few thousand entries, a few dozen page reads, milliseconds.
  */
 export const DEFAULT_OPEN_BUDGET: Readonly<BudgetLimits> = Object.freeze({
-  pageReads: 10_000,
+  pageReads: 4_000,
   symlinkHops: 40,
-  directoryEntries: 200_000,
+  directoryEntries: 100_000,
   wallMs: 10_000,
 });
 
 /** Main-thread milliseconds all budgeted disk parsing may take per event-loop turn. */
-export const PACE_SLICE_MS = 2;
+export const PACE_SLICE_MS = 0.5;
 
 export const BUDGET_ERROR_CODE = 'RTFTP_ERR_OVER_BUDGET';
 export const BUDGET_ABORTED_CODE = 'RTFTP_ERR_OPEN_ABORTED';
@@ -97,11 +97,10 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** The work of one request on a disk source: counts, the clock, and pacing. */
 export class WorkBudget {
-  private readonly spent: Record<CountedBudget, number> = {
-    'page-reads': 0,
-    'symlink-hops': 0,
-    'directory-entries': 0,
-  };
+  // Plain fields: spend() runs for every metadata read and directory block.
+  private pageReads = 0;
+  private symlinkHops = 0;
+  private directoryEntries = 0;
   private readonly started: number;
   private resumed = false;
 
@@ -125,12 +124,20 @@ export class WorkBudget {
 
   /** What was spent so far, for logs and tests. */
   get usage(): Record<BudgetName, number> {
-    return { ...this.spent, 'wall-time': Math.round(this.now() - this.started) };
+    return {
+      'page-reads': this.pageReads,
+      'symlink-hops': this.symlinkHops,
+      'directory-entries': this.directoryEntries,
+      'wall-time': Math.round(this.now() - this.started),
+    };
   }
 
   /** Counts `n` units; throws BudgetExceededError past the limit (or past the wall time). */
   spend(budget: CountedBudget, n = 1): void {
-    const total = (this.spent[budget] += n);
+    let total: number;
+    if (budget === 'page-reads') total = this.pageReads += n;
+    else if (budget === 'directory-entries') total = this.directoryEntries += n;
+    else total = this.symlinkHops += n;
     const limit = this.limits[COUNTED[budget]];
     if (total > limit) throw new BudgetExceededError(budget, limit);
     if (budget !== 'directory-entries') this.checkClock();
@@ -147,19 +154,21 @@ export class WorkBudget {
    * Called before each step of disk work (each metadata read): yields to the event loop
    * when budgeted work has had its slice of this turn. A continuation that just resumed
    * always gets one step, so every open progresses. Throws past the wall time or when
-   * the request was abandoned.
+   * the request was abandoned. Returns a promise only when it yields (the common case,
+   * no yield, costs no microtask).
    */
-  async pace(): Promise<void> {
+  pace(): Promise<void> | undefined {
     this.checkClock();
     const now = this.now();
     enterTurn(now);
     if (this.resumed) {
       this.resumed = false;
-      return;
+      return undefined;
     }
-    if (now - turnStart < PACE_SLICE_MS) return;
-    await nextTurn();
-    this.resumed = true;
-    this.checkClock();
+    if (now - turnStart < PACE_SLICE_MS) return undefined;
+    return nextTurn().then(() => {
+      this.resumed = true;
+      this.checkClock();
+    });
   }
 }

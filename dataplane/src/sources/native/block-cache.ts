@@ -97,7 +97,8 @@ export class CachedDisk implements BlockReader {
     const first = Math.floor(offset / PAGE_SIZE);
     const last = Math.floor((offset + length - 1) / PAGE_SIZE);
     ctx.budget.spend('page-reads', last - first + 1);
-    await ctx.budget.pace();
+    const yielded = ctx.budget.pace();
+    if (yielded) await yielded;
     const { epoch } = ctx;
     if (first === last) {
       const page = await this.page(first, epoch);

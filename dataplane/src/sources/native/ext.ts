@@ -163,9 +163,12 @@ class ExtFilesystem implements Filesystem {
   ): Promise<void> {
     check(dir.kind === 'dir', `inode ${dir.ino} is not a directory`);
     check(dir.size <= MAX_DIRECTORY_BYTES, `directory inode ${dir.ino} claims ${dir.size} bytes`);
+    // Entries are spent once per block (a block holds at most a few thousand).
     const parse = (block: Buffer): boolean => {
-      for (let at = 0; at + 8 <= block.length;) {
-        ctx.budget.spend('directory-entries');
+      let seen = 0;
+      let found = false;
+      for (let at = 0; at + 8 <= block.length && !found;) {
+        seen++;
         const ino = block.readUInt32LE(at);
         const recLen = block.readUInt16LE(at + 4);
         const nameLen = this.l.filetype ? block[at + 6]! : block.readUInt16LE(at + 6);
@@ -174,10 +177,11 @@ class ExtFilesystem implements Filesystem {
           `directory inode ${dir.ino}: bad entry length`,
         );
         check(8 + nameLen <= recLen, `directory inode ${dir.ino}: name overflows its entry`);
-        if (ino !== 0 && visit(block, at + 8, nameLen, ino)) return true;
+        found = ino !== 0 && visit(block, at + 8, nameLen, ino);
         at += recLen;
       }
-      return false;
+      ctx.budget.spend('directory-entries', seen);
+      return found;
     };
     if (dir.flags & InodeFlag.InlineData) {
       const data = inlineData(dir);

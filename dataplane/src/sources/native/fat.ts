@@ -225,7 +225,7 @@ class FatFilesystem implements Filesystem {
 
   /**
    * Calls `visit` with each entry's name (long name if valid, else the 8.3 one), `.` and
-   * `..` and volume labels left out, until it returns true. Every 32-byte slot looked at,
+   * `..` and volume labels left out, until it returns true. Every 32-byte slot read,
    * long-name and deleted ones included, is spent from the budget.
    */
   private async scan(
@@ -236,8 +236,9 @@ class FatFilesystem implements Filesystem {
     let lfn: { chars: number[][]; sum: number; next: number } | null = null;
     /** 'end' at the end-of-directory mark, 'found' when `visit` is done, else 'more'. */
     const visitBlock = (block: Buffer, base: number): 'end' | 'found' | 'more' => {
+      // Spent per cluster, up front: at most one cluster's slots more than were looked at.
+      ctx.budget.spend('directory-entries', Math.floor(block.length / ENTRY));
       for (let at = 0; at + ENTRY <= block.length; at += ENTRY) {
-        ctx.budget.spend('directory-entries');
         const e = block.subarray(at, at + ENTRY);
         if (e[0] === 0) return 'end';
         if (e[0] === 0xe5) {
