@@ -14,7 +14,8 @@ import { DiskError } from '../disk-session.ts';
 import type { DiskOpenResult, DiskSession } from '../disk-session.ts';
 import { ChunkedReader } from './chunked-reader.ts';
 import { GuestfishError, GuestfishProcess } from './guestfish-process.ts';
-import { S_IFMT, S_IFREG, parseStatOutput } from './guestfish-protocol.ts';
+import { modeKind, parseStatOutput } from './guestfish-protocol.ts';
+import { notRegularReason } from '../source.ts';
 import {
   classifyLaunchError,
   classifyMountError,
@@ -211,7 +212,11 @@ export class GuestfishSession implements DiskSession {
     }
     const mode = fields.get('st_mode') ?? 0;
     const size = fields.get('st_size') ?? 0;
-    if ((mode & S_IFMT) !== S_IFREG) return { status: 'refused', reason: 'not a regular file' };
+    // Only regular files, as from the native reader and local dirs: a FIFO, device or
+    // socket is never pread (statns followed symlinks: this is what the path leads to).
+    const kind = modeKind(mode);
+    if (kind === 'dir') return { status: 'refused', reason: 'is a directory' };
+    if (kind !== 'file') return { status: 'refused', reason: notRegularReason(kind) };
     this.openFiles++;
     const file = new ChunkedReader({
       size,
