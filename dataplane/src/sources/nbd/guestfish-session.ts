@@ -16,6 +16,7 @@ import { ChunkedReader } from './chunked-reader.ts';
 import { GuestfishError, GuestfishProcess } from './guestfish-process.ts';
 import { modeKind, parseStatOutput } from './guestfish-protocol.ts';
 import { notRegularReason } from '../source.ts';
+import { budgetRefusalReason } from '../budget.ts';
 import {
   classifyLaunchError,
   classifyMountError,
@@ -206,7 +207,12 @@ export class GuestfishSession implements DiskSession {
         if (/No such file or directory|Not a directory/i.test(err.message)) {
           return { status: 'not-found' };
         }
-        return { status: 'refused', reason: err.message };
+        // A stable reason (a metric label); what guestfish said goes to the log.
+        const reason = /Too many levels of symbolic links/i.test(err.message)
+          ? budgetRefusalReason('symlink-hops')
+          : 'disk refused the path';
+        this.opts.logger.warn({ path, reason, err: err.message }, 'Disk open refused');
+        return { status: 'refused', reason };
       }
       throw err;
     }
