@@ -32,7 +32,7 @@ export interface HealthLimits {
   windowMs: number;
 }
 
-/** Default `--health-stall-limit`: see docs/security.md ("Exposure") for why. */
+/** Default `--health-stall-limit`: docs/health.md says why. */
 export const DEFAULT_STALL_LIMIT_S = 10;
 
 const DESCRIBE: Record<HealthPart, string> = {
