@@ -80,7 +80,7 @@ export class HealthMonitor {
   private stalls: Stall[] = [];
   private timer: NodeJS.Timeout | undefined;
   private lastTick = 0;
-  /** Lateness of every tick so far, summed: what the event loop took from a canary's wait. */
+  /** Holds of the event loop so far, summed: what the loop took from a canary's wait. */
   private loopLateMs = 0;
   private canaryStarted: number | null = null;
   private lateAtCanaryStart = 0;
@@ -129,15 +129,20 @@ export class HealthMonitor {
     return Math.max(0, now - started - (this.loopLateMs - this.lateAtCanaryStart));
   }
 
+  /** Shorter than this is jitter (a loaded node), not a stall: neither kept nor subtracted. */
+  private get holdMs(): number {
+    return Math.min(100, this.opts.stallLimitMs / 10);
+  }
+
   private record(part: HealthPart, ms: number, at: number): void {
     // Only lateness worth reporting is kept: the list stays a handful of entries.
-    if (ms >= Math.min(100, this.opts.stallLimitMs / 10)) this.stalls.push({ part, ms, at });
+    if (ms >= this.holdMs) this.stalls.push({ part, ms, at });
   }
 
   private tick(): void {
     const now = this.now();
     const late = Math.max(0, now - this.lastTick - this.tickMs);
-    this.loopLateMs += late;
+    if (late >= this.holdMs) this.loopLateMs += late;
     this.record('event-loop', late, now);
     this.lastTick = now;
     this.stalls = this.stalls.filter((s) => now - s.at <= this.opts.windowMs);
