@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +74,7 @@ test(
     });
     const source = LocalDirSource.shared(root);
     const base = join(root, 'default');
+    const fdsBefore = readdirSync('/proc/self/fd').length;
     const outcomes = { inside: 0, outside: 0, refused: 0, notFound: 0 };
     const badLocations: string[] = [];
     let next = 0;
@@ -102,6 +104,8 @@ test(
     console.log(`# ${REQUESTS} requests under RENAME_EXCHANGE: ${JSON.stringify(outcomes)}`);
     assert.equal(outcomes.outside, 0, 'bytes from outside the root were served');
     assert.deepEqual(badLocations.slice(0, 5), [], 'a served file was logged outside default/');
+    // Every descriptor opened on the way (O_PATH probes, refused or not) was closed.
+    assert.ok(readdirSync('/proc/self/fd').length <= fdsBefore + 2, 'descriptors leaked');
     // Both states of the race were hit: the swap really ran under the requests.
     assert.ok(outcomes.inside > 0, 'the inside file was never served');
     assert.ok(outcomes.refused + outcomes.notFound > 0, 'the outside symlink was never met');

@@ -93,25 +93,29 @@ async function refusal(
   return null;
 }
 
-/** Opens `components` below `baseDir`, confined to it. Never throws for a missing file. */
+/**
+ * Opens `components` below `baseDir`, confined to it. Never throws for a missing file.
+ * Independent system calls run together (each is a round trip through libuv's pool): the
+ * directory's real path with the O_PATH open, the location with the fstat, the close of
+ * the O_PATH descriptor with the fstat of the one read from.
+ */
 export async function openConfined(
   baseDir: string,
   components: readonly string[],
 ): Promise<ConfinedOpen> {
-  let realBase: string;
-  let probe: FileHandle;
+  const [base, opened] = await Promise.allSettled([
+    realpath(baseDir),
+    open(join(baseDir, ...components), O_PATH),
+  ]);
+  if (opened.status === 'rejected') return answerFor(opened.reason);
+  const probe = opened.value;
+  let handle: FileHandle | undefined;
+  let where: string | null = null;
   try {
-    realBase = await realpath(baseDir);
-    probe = await open(join(realBase, ...components), O_PATH);
-  } catch (err) {
-    return answerFor(err);
-  }
-  let handle: FileHandle;
-  let where: string | null;
-  try {
+    if (base.status === 'rejected') return answerFor(base.reason);
     const [st, location] = await Promise.all([probe.stat(), locationOf(probe.fd)]);
     where = location;
-    const refused = await refusal(baseDir, realBase, where, st);
+    const refused = await refusal(baseDir, base.value, where, st);
     if (refused) return refused;
     // The inode just checked, not the path again: O_NONBLOCK as a second guard (a FIFO
     // or a device never blocks a thread of libuv's pool, whatever it is by now).
@@ -119,25 +123,30 @@ export async function openConfined(
   } catch (err) {
     return answerFor(err);
   } finally {
-    await probe.close();
+    // Every way out but the one below, which closes it alongside the next call.
+    if (!handle) await probe.close();
   }
-  const st = await handle.stat().catch(async (err: unknown) => {
-    await handle.close();
-    throw err;
-  });
+  const reading = handle;
+  const [st] = await Promise.all([
+    reading.stat().catch(async (err: unknown) => {
+      await reading.close();
+      throw err;
+    }),
+    probe.close(),
+  ]);
   if (!st.isFile()) {
-    await handle.close();
+    await reading.close();
     return { status: 'refused', reason: notRegularReason(kindOf(st) as NotRegularKind) };
   }
   let closed = false;
   const file: OpenedFile = {
     size: st.size,
     read: async (buf, offset, length, position) =>
-      (await handle.read(buf, offset, length, position)).bytesRead,
+      (await reading.read(buf, offset, length, position)).bytesRead,
     close: async () => {
       if (closed) return;
       closed = true;
-      await handle.close();
+      await reading.close();
     },
   };
   return { status: 'found', file, path: where! };
