@@ -145,3 +145,20 @@ for (const [flag, bad] of [
     );
   });
 }
+
+test('the open budgets and the health stall limit default to the documented values', () => {
+  const o = parseCli(['--root', '/r'], {});
+  assert.deepEqual(
+    [o?.openBudgetReads, o?.openBudgetEntries, o?.openBudgetMs, o?.healthStallLimitS],
+    [4000, 100_000, 10_000, 10],
+  );
+  const set = parseCli(['--root', '/r', '--open-budget-ms', '2000'], {
+    RTFTP_OPEN_BUDGET_READS: '500',
+    RTFTP_HEALTH_STALL_LIMIT: '30',
+  });
+  assert.deepEqual(
+    [set?.openBudgetReads, set?.openBudgetMs, set?.healthStallLimitS],
+    [500, 2000, 30],
+  );
+  assert.throws(() => parseCli(['--root', '/r', '--health-stall-limit', '0'], {}), CliError);
+});

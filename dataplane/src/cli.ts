@@ -12,6 +12,8 @@ import {
   NbdTargetPolicy,
   type ReservedRange,
 } from '../../common/src/nbd-target-policy.ts';
+import { DEFAULT_OPEN_BUDGET } from './sources/budget.ts';
+import { DEFAULT_STALL_LIMIT_S } from './health/health-monitor.ts';
 
 export interface DataplaneOptions {
   root: string;
@@ -54,6 +56,11 @@ export interface DataplaneOptions {
   nbdAllow: NbdTargetPolicy | undefined;
   /** --nbd-deny: more ranges refused unless an allow entry inside them names them. */
   nbdDeny: ReservedRange[];
+  // Budgets of one native disk open (sources/budget.ts) and the health bound (health/).
+  openBudgetReads: number;
+  openBudgetEntries: number;
+  openBudgetMs: number;
+  healthStallLimitS: number;
 }
 
 export class CliError extends Error {
@@ -335,6 +342,38 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: 'string',
     help: 'CIDRs refused like loopback unless an --nbd-allow entry inside them names them (e.g. the cluster CIDRs)',
   },
+  'open-budget-reads': {
+    env: 'RTFTP_OPEN_BUDGET_READS',
+    kind: 'int',
+    default: String(DEFAULT_OPEN_BUDGET.pageReads),
+    min: 10,
+    max: 100_000_000,
+    help: 'metadata page reads one open of a file on a native NBD disk may cost',
+  },
+  'open-budget-entries': {
+    env: 'RTFTP_OPEN_BUDGET_ENTRIES',
+    kind: 'int',
+    default: String(DEFAULT_OPEN_BUDGET.directoryEntries),
+    min: 100,
+    max: 100_000_000,
+    help: 'directory entries one open on a native NBD disk may scan',
+  },
+  'open-budget-ms': {
+    env: 'RTFTP_OPEN_BUDGET_MS',
+    kind: 'int',
+    default: String(DEFAULT_OPEN_BUDGET.wallMs),
+    min: 100,
+    max: 3_600_000,
+    help: 'milliseconds one open on a native NBD disk may take',
+  },
+  'health-stall-limit': {
+    env: 'RTFTP_HEALTH_STALL_LIMIT',
+    kind: 'int',
+    default: String(DEFAULT_STALL_LIMIT_S),
+    min: 1,
+    max: 3600,
+    help: 'seconds the event loop or the thread pool may be stuck before /healthz fails',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -444,6 +483,10 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     maxTimeoutS: int('max-timeout'),
     stallTimeoutS: int('stall-timeout'),
     ...nbdTargetFlags(get('nbd-allow'), get('nbd-deny')),
+    openBudgetReads: int('open-budget-reads'),
+    openBudgetEntries: int('open-budget-entries'),
+    openBudgetMs: int('open-budget-ms'),
+    healthStallLimitS: int('health-stall-limit'),
   };
 }
 

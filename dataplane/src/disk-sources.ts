@@ -17,6 +17,7 @@ import { connectNative } from './sources/native/index.ts';
 import { NbdTargetGate } from './sources/nbd-target-gate.ts';
 import { BUILTIN_RESERVED } from '../../common/src/nbd-target-policy.ts';
 import { formatCidr } from '../../common/src/cidr.ts';
+import { DEFAULT_OPEN_BUDGET } from './sources/budget.ts';
 
 export interface DiskSources {
   sources: FileSource[];
@@ -60,7 +61,18 @@ export async function startDiskSources(
     gate,
     connectors: {
       native: (o: DiskConnectOptions) =>
-        connectNative({ ...o, metrics, gate, readTimeoutMs: opts.nbdReadTimeoutS * 1000 }),
+        connectNative({
+          ...o,
+          metrics,
+          gate,
+          readTimeoutMs: opts.nbdReadTimeoutS * 1000,
+          budget: {
+            ...DEFAULT_OPEN_BUDGET,
+            pageReads: opts.openBudgetReads,
+            directoryEntries: opts.openBudgetEntries,
+            wallMs: opts.openBudgetMs,
+          },
+        }),
     },
     // backend auto: try the native reader first; it declines (unsupported-filesystem)
     // for anything it cannot read, and the registry then launches libguestfs.

@@ -15,6 +15,7 @@ import { LocalDirSource } from './sources/local-dir.ts';
 import type { FileSource } from './sources/source.ts';
 import { TftpServer } from './tftp/server.ts';
 import { startDiskSources } from './disk-sources.ts';
+import { HealthMonitor } from './health/health-monitor.ts';
 
 async function main(): Promise<number> {
   let opts: DataplaneOptions | null;
@@ -109,7 +110,17 @@ async function main(): Promise<number> {
     'Server listening',
   );
 
-  const probes = { ready, notReadyReasons };
+  // Liveness that tells the truth: a stuck event loop or thread pool fails /healthz.
+  const health = new HealthMonitor({
+    stallLimitMs: opts.healthStallLimitS * 1000,
+    windowMs: opts.healthStallLimitS * 1000,
+    onSample: (worst) => {
+      for (const [part, ms] of Object.entries(worst))
+        metrics.healthStallSeconds.set({ part }, ms / 1000);
+    },
+  });
+  health.start();
+  const probes = { ready, notReadyReasons, health: () => health.check() };
   const http = buildHttpServer({
     registry: metrics.registry,
     ...probes,
@@ -151,6 +162,7 @@ async function main(): Promise<number> {
       clearInterval(readinessTimer);
       shuttingDown = true;
       snapshotGate?.stop();
+      health.stop();
       await server.stop(opts.gracePeriodS * 1000);
       await disks.stop();
       for (const s of httpServers) await s.app.close();

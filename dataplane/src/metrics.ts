@@ -193,6 +193,19 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       labelNames: ['rule'] as const,
       registers,
     }),
+    // Budgets and health (sources/budget.ts, health/)
+    nbdOpenOverBudget: new Counter({
+      name: 'rtftp_nbd_open_over_budget_total',
+      help: 'Opens and reads of NBD disk files stopped past a budget, by budget (page-reads, symlink-hops, directory-entries, wall-time)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    healthStallSeconds: new Gauge({
+      name: 'rtftp_health_stall_seconds',
+      help: 'Longest stall seen by the health canaries within their window, by part (event-loop, thread-pool)',
+      labelNames: ['part'] as const,
+      registers,
+    }),
   };
 }
 

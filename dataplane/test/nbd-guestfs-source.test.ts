@@ -28,6 +28,13 @@ import { startNbdkit } from './fixtures/nbdkit.ts';
 import type { RunningNbdkit } from './fixtures/nbdkit.ts';
 
 const CLIENT = '127.0.0.5';
+const SPECIALS = (
+  [
+    { name: 'fifo', kind: 'fifo', reason: 'not a regular file (fifo)' },
+    { name: 'null', kind: 'char-device', reason: 'not a regular file (device)' },
+    { name: 'sock', kind: 'socket', reason: 'not a regular file (socket)' },
+  ] as const
+).filter((s) => s.kind !== 'char-device' || process.getuid?.() === 0);
 const LAUNCH_MS = 240_000;
 const never = new AbortController().signal;
 
@@ -95,7 +102,13 @@ describe('NBD source through guestfish', { timeout: 15 * 60_000 }, () => {
     await writeFile(join(root, 'default', 'pxelinux.0'), 'default pxe');
     await writeFile(join(root, 'default', 'vmlinuz'), 'default kernel');
     await writeFile(join(root, CLIENT, 'grub', 'grub.cfg'), 'client dir grub');
-    disk = await buildBootDisk(work, 100);
+    // Special files in the root fs: a FIFO, a device node (root only: mknod) and a socket.
+    disk = await buildBootDisk(
+      work,
+      100,
+      [],
+      SPECIALS.map((s) => ({ path: `boot/${s.name}`, special: s.kind })),
+    );
     mbr = await startNbdkit({
       partitions: [disk.efiImage, disk.rootImage],
       table: 'mbr',
@@ -170,11 +183,18 @@ describe('NBD source through guestfish', { timeout: 15 * 60_000 }, () => {
       text: 'default pxe',
     });
     assert.equal((await fetchInView(chain, CLIENT, 'escape')).source, 'refused');
-    assert.equal(
-      (await fetchInView(chain, CLIENT, 'grub')).source,
-      'refused',
+    assert.deepEqual(
+      await fetchInView(chain, CLIENT, 'grub'),
+      { source: 'refused', text: 'is a directory' },
       'a directory is not served',
     );
+    // Only regular files: guestfish's statns names what each is, nothing is pread.
+    for (const s of SPECIALS) {
+      assert.deepEqual(await fetchInView(chain, CLIENT, s.name), {
+        source: 'refused',
+        text: s.reason,
+      });
+    }
     assert.deepEqual(await fetchInView(chain, '127.0.0.6', 'vmlinuz'), {
       source: 'default',
       text: 'default kernel',

@@ -9,11 +9,14 @@
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { HealthVerdict } from '../health/health-monitor.ts';
 
 export interface ProbeRoutesOptions {
   ready: () => boolean;
   /** Why the server is not ready, for whoever reads /readyz. */
   notReadyReasons?: () => string[];
+  /** Liveness (health/health-monitor.ts); absent: healthy whenever the process answers. */
+  health?: () => HealthVerdict;
 }
 
 export interface HttpServerOptions extends ProbeRoutesOptions {
@@ -25,7 +28,13 @@ export interface HttpServerOptions extends ProbeRoutesOptions {
 
 /** /healthz and /readyz: the kubelet's probes. */
 export function registerProbeRoutes(app: FastifyInstance, opts: ProbeRoutesOptions): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // Liveness: 503 with the reason when the event loop or the thread pool is stuck.
+  app.get('/healthz', async (_req, reply) => {
+    const verdict = opts.health?.() ?? { ok: true };
+    if (verdict.ok) return { status: 'ok' };
+    reply.code(503);
+    return { status: 'unhealthy', reason: verdict.reason };
+  });
   app.get('/readyz', async (_req, reply) => {
     if (opts.ready()) return { status: 'ready' };
     reply.code(503);

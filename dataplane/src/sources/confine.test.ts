@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalDirSource } from './local-dir.ts';
@@ -25,6 +26,16 @@ before(async () => {
   await symlink('../10.0.0.5.nbd', join(root, 'default', 'config'));
   await symlink('sub/deep', join(root, 'default', 'inside'));
   await symlink('loop', join(root, 'default', 'loop'));
+  // Special files: a FIFO nobody writes to, a character device (like /dev/null), a socket.
+  execFileSync('mkfifo', [join(root, 'default', 'fifo')]);
+  if (process.getuid?.() === 0)
+    execFileSync('mknod', [join(root, 'default', 'null'), 'c', '1', '3']);
+  execFileSync('python3', [
+    '-c',
+    'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+    join(root, 'default', 'sock'),
+  ]);
+  await symlink('fifo', join(root, 'default', 'to-fifo'));
 });
 after(async () => rm(root, { recursive: true, force: true }));
 
@@ -92,4 +103,71 @@ test('reads positionally what the file holds', async () => {
   assert.equal(result.file.size, 13);
   await result.file.close();
   await result.file.close();
+});
+
+for (const [name, kind] of [
+  ['fifo', 'fifo'],
+  ['to-fifo', 'fifo'],
+  ['null', 'device'],
+  ['sock', 'socket'],
+] as const) {
+  test(`refuses ${name}: only regular files are served (${kind})`, async (t) => {
+    if (name === 'null' && process.getuid?.() !== 0) return t.skip('mknod needs root');
+    // A FIFO with no writer would block a blocking open forever: this must answer at once.
+    assert.deepEqual(await lookup('10.0.0.9', [name]), {
+      status: 'refused',
+      reason: `not a regular file (${kind})`,
+    });
+  });
+}
+
+test('logs where the served file is, after symlinks, even when it moved since', async () => {
+  const r = await lookup('10.0.0.9', ['inside']);
+  assert.ok(r.status === 'found');
+  assert.equal(r.location, join(root, 'default', 'sub', 'deep'));
+  // Opened, then its directory renamed: reads still come from that inode.
+  const { result } = await resolveInView(
+    view(),
+    { clientIp: '10.0.0.9', components: ['sub', 'deep'], raw: 'sub/deep' },
+    new AbortController().signal,
+  );
+  assert.equal(result.status, 'found');
+  if (result.status !== 'found') return;
+  await rename(join(root, 'default', 'sub'), join(root, 'default', 'sub2'));
+  try {
+    const buf = Buffer.alloc(4);
+    assert.equal(await result.file.read(buf, 0, 4, 0), 4);
+    assert.equal(buf.toString(), 'deep');
+  } finally {
+    await result.file.close();
+    await rename(join(root, 'default', 'sub2'), join(root, 'default', 'sub'));
+  }
+});
+
+test('a directory replaced by a symlink to another release is followed to it', async () => {
+  // The usual atomic deployment: default -> releases/N, swapped by a rename.
+  const base = await mkdtemp(join(tmpdir(), 'rtftp-confine-rel-'));
+  try {
+    for (const n of ['1', '2']) {
+      await mkdir(join(base, 'releases', n), { recursive: true });
+      await writeFile(join(base, 'releases', n, 'kernel'), `release ${n}`);
+    }
+    await symlink('releases/1', join(base, 'default'));
+    const source = LocalDirSource.shared(base);
+    const read = async () => {
+      const r = await source.open({ clientIp: '10.0.0.9', components: ['kernel'], raw: 'kernel' });
+      assert.equal(r.status, 'found');
+      if (r.status !== 'found') return '';
+      const buf = Buffer.alloc(9);
+      await r.file.read(buf, 0, 9, 0);
+      await r.file.close();
+      return `${buf.toString()} at ${r.location}`;
+    };
+    assert.equal(await read(), `release 1 at ${join(base, 'releases', '1', 'kernel')}`);
+    await symlink('releases/2', join(base, 'default.new'));
+    await rename(join(base, 'default.new'), join(base, 'default'));
+    assert.equal(await read(), `release 2 at ${join(base, 'releases', '2', 'kernel')}`);
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
 });

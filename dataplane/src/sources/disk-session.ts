@@ -47,6 +47,8 @@ export type DiskFailureReason =
   | 'corrupt'
   /** The target is refused by --nbd-allow or the config's nbd_allow (nbd-target-gate.ts). */
   | 'not-permitted'
+  /** past a budget of sources/budget.ts (a hostile disk) */
+  | 'over-budget'
   | 'other';
 
 export class DiskError extends Error {

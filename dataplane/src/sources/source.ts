@@ -29,6 +29,17 @@ export interface OpenedFile {
   close(): Promise<void>;
 }
 
+/** What a name can be besides a regular file or a directory; never served. */
+export type NotRegularKind = 'fifo' | 'device' | 'socket' | 'symlink' | 'other';
+
+/**
+ * The refusal reason for a name that is not a regular file, from a local dir or a disk
+ * alike: one stable reason per kind (a metric label), e.g. `not a regular file (fifo)`.
+ */
+export function notRegularReason(kind: NotRegularKind): string {
+  return `not a regular file (${kind})`;
+}
+
 export type OpenResult =
   | {
       status: 'found';

@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../fixtures/nbdkit.ts';
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 export const RTFTP_BIN = `${REPO}bin/rtftp.js`;
@@ -169,6 +170,20 @@ export async function startRtftp(o: RtftpOptions): Promise<RunningServer> {
     throw err;
   }
   return server;
+}
+
+/**
+ * Starts rtftp with its HTTP server (/metrics, /healthz) on a free loopback port, and a
+ * short grace period; resolves the server and that port.
+ */
+export async function startRtftpWithHttp(
+  root: string,
+  args: string[] = [],
+): Promise<{ server: RunningServer; httpPort: number }> {
+  const httpPort = await freePort();
+  const http = ['--metrics-port', String(httpPort), '--metrics-listen', '127.0.0.1'];
+  const server = await startRtftp({ root, args: ['--grace-period', '1', ...http, ...args] });
+  return { server, httpPort };
 }
 
 /** Resolves once something listens on UDP address:port (in the namespace, if any). */

@@ -6,7 +6,7 @@ import { memoryDisk } from './memory-images.ts';
 test('keeps the cache within its byte budget, evicting the least recently used page', async () => {
   const buf = Buffer.alloc(PAGE_SIZE * 8);
   const disk = new CachedDisk(memoryDisk(buf), PAGE_SIZE * 2);
-  const e = disk.newEpoch();
+  const e = disk.begin();
   await disk.read(0, 10, e);
   await disk.read(PAGE_SIZE, 10, e);
   await disk.read(0, 10, e); // page 0 is now the most recent
@@ -22,11 +22,11 @@ test('keeps the cache within its byte budget, evicting the least recently used p
 test('a read with a newer epoch sees bytes written after the page was cached', async () => {
   const buf = Buffer.alloc(PAGE_SIZE * 2);
   const disk = new CachedDisk(memoryDisk(buf));
-  const old = disk.newEpoch();
+  const old = disk.begin();
   assert.equal((await disk.read(100, 3, old)).toString(), '\0\0\0');
   buf.write('new', 100);
   assert.equal((await disk.read(100, 3, old)).toString(), '\0\0\0', 'same epoch: cached');
-  assert.equal((await disk.read(100, 3, disk.newEpoch())).toString(), 'new');
+  assert.equal((await disk.read(100, 3, disk.begin())).toString(), 'new');
 });
 
 test('merges concurrent reads of one page into one fetch and spans pages', async () => {
@@ -34,7 +34,7 @@ test('merges concurrent reads of one page into one fetch and spans pages', async
   let fetches = 0;
   const raw = memoryDisk(buf);
   const disk = new CachedDisk({ ...raw, read: (o, l) => (fetches++, raw.read(o, l)) });
-  const e = disk.newEpoch();
+  const e = disk.begin();
   await Promise.all([disk.read(5, 5, e), disk.read(50, 5, e), disk.read(500, 5, e)]);
   assert.equal(fetches, 1);
   const span = await disk.read(PAGE_SIZE - 2, 4, e);

@@ -11,7 +11,18 @@
  * open began: what the client wrote before that open is seen, whatever the cache held.
  * File data, never cached, is always read after the open.
  */
+import { DEFAULT_OPEN_BUDGET, WorkBudget } from '../budget.ts';
+import type { BudgetLimits } from '../budget.ts';
 import { check } from './errors.ts';
+
+/**
+ * What one piece of disk work (an open, a read, a mount) reads with: the oldest epoch its
+ * metadata may come from, and the budget it spends (sources/budget.ts).
+ */
+export interface ReadContext {
+  readonly epoch: number;
+  readonly budget: WorkBudget;
+}
 
 /** Where the bytes come from: an NbdClient, or a Buffer in unit tests. */
 export interface RawDisk {
@@ -24,8 +35,8 @@ export interface RawDisk {
 /** A byte range of the disk (the whole disk or one partition). */
 export interface BlockReader {
   readonly size: number;
-  /** Metadata, through the cache: at least as fresh as `epoch`. */
-  read(offset: number, length: number, epoch: number): Promise<Buffer>;
+  /** Metadata, through the cache: at least as fresh as `ctx.epoch`, paid from `ctx.budget`. */
+  read(offset: number, length: number, ctx: ReadContext): Promise<Buffer>;
   /** File data into `dst` at `dstOffset`: read from the disk now, never cached. */
   readData(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void>;
 }
@@ -70,12 +81,25 @@ export class CachedDisk implements BlockReader {
     return ++this.epochCounter;
   }
 
-  /** The bytes; a range inside one page is a view of the cached page (never to be written). */
-  async read(offset: number, length: number, epoch: number): Promise<Buffer> {
+  /** A new epoch with a new budget: the context of one open (or read, or mount). */
+  begin(limits: Readonly<BudgetLimits> = DEFAULT_OPEN_BUDGET, signal?: AbortSignal): ReadContext {
+    return { epoch: this.newEpoch(), budget: new WorkBudget(limits, signal) };
+  }
+
+  /**
+   * The bytes; a range inside one page is a view of the cached page (never to be written).
+   * Every page touched is spent from the budget, and the read paces itself first: a cache
+   * hit resolves at once, so this is where a long run of them yields the event loop.
+   */
+  async read(offset: number, length: number, ctx: ReadContext): Promise<Buffer> {
     checkRange(offset, length, this.size, 'disk');
     if (length === 0) return Buffer.alloc(0);
     const first = Math.floor(offset / PAGE_SIZE);
     const last = Math.floor((offset + length - 1) / PAGE_SIZE);
+    ctx.budget.spend('page-reads', last - first + 1);
+    const yielded = ctx.budget.pace();
+    if (yielded) await yielded;
+    const { epoch } = ctx;
     if (first === last) {
       const page = await this.page(first, epoch);
       const at = offset - first * PAGE_SIZE;
@@ -210,9 +234,9 @@ export class DiskRange implements BlockReader {
     readonly size: number,
   ) {}
 
-  read(offset: number, length: number, epoch: number): Promise<Buffer> {
+  read(offset: number, length: number, ctx: ReadContext): Promise<Buffer> {
     checkRange(offset, length, this.size, 'partition');
-    return this.disk.read(this.start + offset, length, epoch);
+    return this.disk.read(this.start + offset, length, ctx);
   }
 
   readData(offset: number, length: number, dst: Buffer, dstOffset: number): Promise<void> {

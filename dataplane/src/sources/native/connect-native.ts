@@ -10,6 +10,8 @@ import { CONFIG_ONLY_GATE, type NbdTargetGate } from '../nbd-target-gate.ts';
 import type { NbdEndpoint } from '../../../../common/src/nbd-config.ts';
 import type { DataplaneMetrics } from '../../metrics.ts';
 import type { NbdMount } from '../../../../common/src/nbd-config.ts';
+import { DEFAULT_OPEN_BUDGET } from '../budget.ts';
+import type { BudgetLimits } from '../budget.ts';
 import { CachedDisk, DEFAULT_CACHE_BYTES, DiskRange } from './block-cache.ts';
 import type { BlockReader } from './block-cache.ts';
 import { openFilesystem } from './detect-filesystem.ts';
@@ -31,6 +33,8 @@ export interface NativeConnectOptions extends DiskConnectOptions {
   readTimeoutMs?: number;
   /** The check before the connect (--nbd-allow); a config's own nbd_allow without one. */
   gate?: NbdTargetGate;
+  /** The work one open may cost (sources/budget.ts; default DEFAULT_OPEN_BUDGET). */
+  budget?: Readonly<BudgetLimits>;
 }
 
 export async function connectNative(opts: NativeConnectOptions): Promise<NativeDiskSession> {
@@ -66,7 +70,8 @@ export async function connectNative(opts: NativeConnectOptions): Promise<NativeD
       if (kind === 'hit') metrics.nbdCacheHits.inc();
       else metrics.nbdCacheMisses.inc();
     });
-    const vfs = await mountFilesystems(disk, config.mounts, describe, signal, (fields) =>
+    const budget = opts.budget ?? DEFAULT_OPEN_BUDGET;
+    const vfs = await mountFilesystems(disk, config.mounts, describe, signal, budget, (fields) =>
       opts.logger.debug({ configName, ...fields }, 'Filesystem mounted natively'),
     );
     return new NativeDiskSession({
@@ -74,7 +79,12 @@ export async function connectNative(opts: NativeConnectOptions): Promise<NativeD
       disk,
       vfs,
       describe,
-      ...(metrics && { onReadError: () => metrics.nbdReadErrors.inc({ backend: 'native' }) }),
+      budget,
+      logger: opts.logger.child({ configName }),
+      ...(metrics && {
+        onReadError: () => metrics.nbdReadErrors.inc({ backend: 'native' }),
+        onOverBudget: (reason) => metrics.nbdOpenOverBudget.inc({ reason }),
+      }),
     });
   } catch (err) {
     await client.close();
@@ -88,22 +98,24 @@ export async function connectNative(opts: NativeConnectOptions): Promise<NativeD
 /**
  * Mounts `mounts` in order on `disk`, as libguestfs would: the partition must exist and
  * hold a filesystem we read, the mountpoint must be a directory of what is mounted so far.
+ * The whole mount runs on one budget, as one open does.
  */
 export async function mountFilesystems(
   disk: CachedDisk,
   mounts: readonly NbdMount[],
   describe: string,
   signal?: AbortSignal,
+  budget: Readonly<BudgetLimits> = DEFAULT_OPEN_BUDGET,
   onMounted?: (fields: { partition: number; mountpoint: string; fs: string }) => void,
 ): Promise<VirtualFs> {
-  const epoch = disk.newEpoch();
+  const ctx = disk.begin(budget, signal);
   let table: Partition[] | undefined;
   const mounted: Mounted[] = [];
   for (const [i, m] of mounts.entries()) {
     signal?.throwIfAborted();
     let dev: BlockReader = disk;
     if (m.partition > 0) {
-      table ??= await readPartitionTable(disk, epoch);
+      table ??= await readPartitionTable(disk, ctx);
       const p = table.find((x) => x.number === m.partition);
       if (!p) {
         const have = table.map((x) => x.number).join(', ') || 'none';
@@ -124,13 +136,13 @@ export async function mountFilesystems(
     }
     const fs = await openFilesystem(
       dev,
-      epoch,
+      ctx,
       `${describe}: mounts[${i}] (partition ${m.partition})`,
     );
     let mountpoint = m.mountpoint;
     if (mountpoint !== '/') {
       // As with libguestfs, the mountpoint must be a directory in the tree mounted so far.
-      const at = await new VirtualFs(mounted).resolve(mountpoint, epoch);
+      const at = await new VirtualFs(mounted).resolve(mountpoint, ctx);
       if (at.status !== 'found' || at.node.kind !== 'dir') {
         throw diskError(
           NativeErrorCode.MountFailed,

@@ -3,7 +3,7 @@
  * anything else is an 'unsupported-filesystem' DiskError, which the disk registry takes
  * as "use libguestfs for this disk" under `backend: auto`.
  */
-import type { BlockReader } from './block-cache.ts';
+import type { BlockReader, ReadContext } from './block-cache.ts';
 import { NativeErrorCode, diskError } from './errors.ts';
 import { looksLikeExt, openExt } from './ext.ts';
 import { looksLikeFat, openFat } from './fat.ts';
@@ -23,14 +23,14 @@ const OTHERS: { name: string; offset: number; magic: string }[] = [
 
 export async function openFilesystem(
   dev: BlockReader,
-  epoch: number,
+  ctx: ReadContext,
   what: string,
 ): Promise<Filesystem> {
-  const head = await dev.read(0, Math.min(dev.size, 0x10100), epoch);
-  if (head.length >= 2048 && looksLikeExt(head.subarray(1024, 2048))) return openExt(dev, epoch);
+  const head = await dev.read(0, Math.min(dev.size, 0x10100), ctx);
+  if (head.length >= 2048 && looksLikeExt(head.subarray(1024, 2048))) return openExt(dev, ctx);
   // NTFS and exFAT boot sectors carry a BPB-like header too: check their OEM names first.
   const oem = head.toString('latin1', 3, 11);
-  if (oem !== 'NTFS    ' && oem !== 'EXFAT   ' && looksLikeFat(head)) return openFat(dev, epoch);
+  if (oem !== 'NTFS    ' && oem !== 'EXFAT   ' && looksLikeFat(head)) return openFat(dev, ctx);
   const known = OTHERS.find(
     (o) =>
       head.length >= o.offset + o.magic.length &&

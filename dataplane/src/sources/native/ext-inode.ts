@@ -3,7 +3,7 @@
  * the extent tree (ext4), the indirect block map (ext2/3) or inline data. Every block
  * number read from disk is checked against the volume; trees are depth-bounded.
  */
-import type { BlockReader } from './block-cache.ts';
+import type { BlockReader, ReadContext } from './block-cache.ts';
 import { check, corrupt } from './errors.ts';
 import type { FsNode, NodeKind } from './filesystem.ts';
 
@@ -45,6 +45,13 @@ function kindOf(mode: number): NodeKind {
       return 'dir';
     case 0xa000:
       return 'symlink';
+    case 0x1000:
+      return 'fifo';
+    case 0x2000:
+    case 0x6000:
+      return 'device';
+    case 0xc000:
+      return 'socket';
     default:
       return 'other';
   }
@@ -111,10 +118,10 @@ export async function mapBlock(
   node: ExtNode,
   lblk: number,
   limit: number,
-  epoch: number,
+  ctx: ReadContext,
 ): Promise<BlockRun> {
-  if (node.flags & InodeFlag.Extents) return mapExtent(v, node, lblk, limit, epoch);
-  return mapIndirect(v, node, lblk, limit, epoch);
+  if (node.flags & InodeFlag.Extents) return mapExtent(v, node, lblk, limit, ctx);
+  return mapIndirect(v, node, lblk, limit, ctx);
 }
 
 async function mapExtent(
@@ -122,7 +129,7 @@ async function mapExtent(
   node: ExtNode,
   lblk: number,
   limit: number,
-  epoch: number,
+  ctx: ReadContext,
 ): Promise<BlockRun> {
   let block = node.iblock;
   let upper = Infinity; // first logical block the current subtree does not cover
@@ -170,7 +177,7 @@ async function mapExtent(
     const child = block.readUInt32LE(at + 4) + block.readUInt16LE(at + 8) * 2 ** 32;
     checkBlock(v, child, 1, node.ino);
     expectDepth = depth - 1;
-    block = await v.dev.read(child * v.blockSize, v.blockSize, epoch);
+    block = await v.dev.read(child * v.blockSize, v.blockSize, ctx);
   }
 }
 
@@ -179,7 +186,7 @@ async function mapIndirect(
   node: ExtNode,
   lblk: number,
   limit: number,
-  epoch: number,
+  ctx: ReadContext,
 ): Promise<BlockRun> {
   const per = v.blockSize / 4;
   const run = (ptrs: Buffer, index: number, end: number): BlockRun => {
@@ -208,7 +215,7 @@ async function mapIndirect(
       if (ptr === 0)
         return { kind: 'zero', count: Math.max(1, Math.min(limit, unit - (rel % unit))) };
       checkBlock(v, ptr, 1, node.ino);
-      const ptrs = await v.dev.read(ptr * v.blockSize, v.blockSize, epoch);
+      const ptrs = await v.dev.read(ptr * v.blockSize, v.blockSize, ctx);
       const idx = Math.floor(rel / unit);
       if (l === 1) return run(ptrs, idx, per);
       ptr = ptrs.readUInt32LE(idx * 4);

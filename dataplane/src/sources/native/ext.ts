@@ -3,7 +3,7 @@
  * locations (see docs/native-reader.md for what that means for an uncheckpointed ext4).
  * htree directories are read linearly (their index blocks look like empty entries).
  */
-import type { BlockReader } from './block-cache.ts';
+import type { BlockReader, ReadContext } from './block-cache.ts';
 import { NativeErrorCode, check, diskError } from './errors.ts';
 import { InodeFlag, inlineData, mapBlock, parseInode } from './ext-inode.ts';
 import type { ExtNode, ExtVolume } from './ext-inode.ts';
@@ -13,6 +13,7 @@ import type { DirEntry, Filesystem, FsNode } from './filesystem.ts';
 export const EXT_MAGIC = 0xef53;
 const ROOT_INO = 2;
 const MAX_SYMLINK = 4096;
+const DOT_DOT = Buffer.from('..');
 
 const Incompat = {
   Compression: 0x1,
@@ -63,9 +64,9 @@ export function describeExt(sb: Buffer): { type: string; unsupported: string[] }
   return { type, unsupported };
 }
 
-export async function openExt(dev: BlockReader, epoch: number): Promise<Filesystem> {
+export async function openExt(dev: BlockReader, ctx: ReadContext): Promise<Filesystem> {
   check(dev.size >= 2048, 'partition too small for ext');
-  const sb = await dev.read(1024, 1024, epoch);
+  const sb = await dev.read(1024, 1024, ctx);
   check(looksLikeExt(sb), 'no ext superblock');
   const { type, unsupported } = describeExt(sb);
   if (unsupported.length) {
@@ -128,14 +129,14 @@ class ExtFilesystem implements Filesystem {
     private readonly l: Layout,
   ) {}
 
-  private async inode(ino: number, epoch: number): Promise<ExtNode> {
+  private async inode(ino: number, ctx: ReadContext): Promise<ExtNode> {
     check(ino >= 1 && ino <= this.l.inodes, `inode number ${ino} out of range`);
     const group = Math.floor((ino - 1) / this.l.ipg);
     check(group < this.l.groups, `inode ${ino} in group ${group} of ${this.l.groups}`);
     const desc = await this.v.dev.read(
       this.l.gdtOffset + group * this.l.descSize,
       this.l.descSize,
-      epoch,
+      ctx,
     );
     const table =
       desc.readUInt32LE(8) + (this.l.descSize >= 64 ? desc.readUInt32LE(0x28) * 2 ** 32 : 0);
@@ -144,23 +145,30 @@ class ExtFilesystem implements Filesystem {
       table > 0 && offset + this.l.inodeSize <= this.v.blocks * this.v.blockSize,
       `inode table of group ${group} outside the volume`,
     );
-    return parseInode(ino, await this.v.dev.read(offset, this.l.inodeSize, epoch));
+    return parseInode(ino, await this.v.dev.read(offset, this.l.inodeSize, ctx));
   }
 
-  root(epoch: number): Promise<FsNode> {
-    return this.inode(ROOT_INO, epoch);
+  root(ctx: ReadContext): Promise<FsNode> {
+    return this.inode(ROOT_INO, ctx);
   }
 
-  /** Calls `visit` for each directory entry (inode ≠ 0) until it returns true. */
+  /**
+   * Calls `visit` for each directory entry (inode ≠ 0) with the bytes of its name, until it
+   * returns true. Every entry looked at, deleted ones included, is spent from the budget.
+   */
   private async scan(
     dir: ExtNode,
-    epoch: number,
-    visit: (name: string, ino: number) => boolean,
+    ctx: ReadContext,
+    visit: (block: Buffer, nameAt: number, nameLen: number, ino: number) => boolean,
   ): Promise<void> {
     check(dir.kind === 'dir', `inode ${dir.ino} is not a directory`);
     check(dir.size <= MAX_DIRECTORY_BYTES, `directory inode ${dir.ino} claims ${dir.size} bytes`);
+    // Entries are spent once per block (a block holds at most a few thousand).
     const parse = (block: Buffer): boolean => {
-      for (let at = 0; at + 8 <= block.length;) {
+      let seen = 0;
+      let found = false;
+      for (let at = 0; at + 8 <= block.length && !found;) {
+        seen++;
         const ino = block.readUInt32LE(at);
         const recLen = block.readUInt16LE(at + 4);
         const nameLen = this.l.filetype ? block[at + 6]! : block.readUInt16LE(at + 6);
@@ -169,15 +177,16 @@ class ExtFilesystem implements Filesystem {
           `directory inode ${dir.ino}: bad entry length`,
         );
         check(8 + nameLen <= recLen, `directory inode ${dir.ino}: name overflows its entry`);
-        if (ino !== 0 && visit(block.toString('utf8', at + 8, at + 8 + nameLen), ino)) return true;
+        found = ino !== 0 && visit(block, at + 8, nameLen, ino);
         at += recLen;
       }
-      return false;
+      ctx.budget.spend('directory-entries', seen);
+      return found;
     };
     if (dir.flags & InodeFlag.InlineData) {
       const data = inlineData(dir);
       // Inline directories start with the parent's inode number instead of "." and "..".
-      if (visit('..', data.readUInt32LE(0))) return;
+      if (visit(DOT_DOT, 0, 2, data.readUInt32LE(0))) return;
       const body = data.subarray(4, Math.max(4, Math.min(data.length, dir.size)));
       if (body.length >= 8) parse(body);
       return;
@@ -185,46 +194,49 @@ class ExtFilesystem implements Filesystem {
     const bs = this.v.blockSize;
     const count = Math.ceil(dir.size / bs);
     for (let lblk = 0; lblk < count;) {
-      const run = await mapBlock(this.v, dir, lblk, count - lblk, epoch);
+      const run = await mapBlock(this.v, dir, lblk, count - lblk, ctx);
       if (run.kind === 'zero') {
         lblk += run.count;
         continue;
       }
       for (let k = 0; k < run.count; k++) {
-        if (parse(await this.v.dev.read((run.pblk + k) * bs, bs, epoch))) return;
+        if (parse(await this.v.dev.read((run.pblk + k) * bs, bs, ctx))) return;
       }
       lblk += run.count;
     }
   }
 
-  async lookup(dir: FsNode, name: string, epoch: number): Promise<FsNode | null> {
+  async lookup(dir: FsNode, name: string, ctx: ReadContext): Promise<FsNode | null> {
+    // Compared as bytes, as the kernel compares names: no decoding per entry.
+    const want = Buffer.from(name, 'utf8');
     let found = 0;
-    await this.scan(dir as ExtNode, epoch, (n, ino) => {
-      if (n !== name) return false;
+    await this.scan(dir as ExtNode, ctx, (block, at, len, ino) => {
+      if (len !== want.length || want.compare(block, at, at + len) !== 0) return false;
       found = ino;
       return true;
     });
-    return found ? this.inode(found, epoch) : null;
+    return found ? this.inode(found, ctx) : null;
   }
 
-  async list(dir: FsNode, epoch: number): Promise<DirEntry[]> {
+  async list(dir: FsNode, ctx: ReadContext): Promise<DirEntry[]> {
     const found: [string, number][] = [];
-    await this.scan(dir as ExtNode, epoch, (n, ino) => {
+    await this.scan(dir as ExtNode, ctx, (block, at, len, ino) => {
+      const n = block.toString('utf8', at, at + len);
       if (n !== '.' && n !== '..') found.push([n, ino]);
       return false;
     });
     const out: DirEntry[] = [];
-    for (const [name, ino] of found) out.push({ name, node: await this.inode(ino, epoch) });
+    for (const [name, ino] of found) out.push({ name, node: await this.inode(ino, ctx) });
     return out;
   }
 
-  async readlink(link: FsNode, epoch: number): Promise<string> {
+  async readlink(link: FsNode, ctx: ReadContext): Promise<string> {
     const node = link as ExtNode;
     check(node.kind === 'symlink' && node.size <= MAX_SYMLINK, `inode ${node.ino}: bad symlink`);
     if (node.flags & InodeFlag.InlineData) return inlineData(node).toString('utf8', 0, node.size);
     // Kernel rule (ext4_inode_is_fast_symlink): targets under 60 bytes live in i_block.
     if (node.size < 60) return node.iblock.toString('utf8', 0, node.size);
-    return (await readBytes(this, node, 0, node.size, epoch)).toString('utf8');
+    return (await readBytes(this, node, 0, node.size, ctx)).toString('utf8');
   }
 
   async readInto(
@@ -233,7 +245,7 @@ class ExtFilesystem implements Filesystem {
     length: number,
     dst: Buffer,
     dstOffset: number,
-    epoch: number,
+    ctx: ReadContext,
   ): Promise<number> {
     const node = file as ExtNode;
     const end = Math.min(position + length, node.size);
@@ -248,7 +260,7 @@ class ExtFilesystem implements Filesystem {
       const lblk = Math.floor(at / bs);
       const within = at - lblk * bs;
       const want = Math.ceil(Math.min(end - lblk * bs, MAX_RUN_BYTES) / bs);
-      const run = await mapBlock(this.v, node, lblk, want, epoch);
+      const run = await mapBlock(this.v, node, lblk, want, ctx);
       const take = Math.min(end - at, run.count * bs - within);
       const to = dstOffset + (at - position);
       if (run.kind === 'zero') dst.fill(0, to, to + take);
@@ -258,8 +270,8 @@ class ExtFilesystem implements Filesystem {
     return end - position;
   }
 
-  async refresh(node: FsNode, epoch: number): Promise<string | null> {
-    const fresh = await this.inode((node as ExtNode).ino, epoch);
+  async refresh(node: FsNode, ctx: ReadContext): Promise<string | null> {
+    const fresh = await this.inode((node as ExtNode).ino, ctx);
     return fresh.fingerprint;
   }
 }

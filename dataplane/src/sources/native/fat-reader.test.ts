@@ -14,7 +14,7 @@ const image = () =>
 
 test('lists FAT12 long names and reads files across clusters', async () => {
   const { vfs, disk } = await mountMemory(image());
-  const tree = await vfs.walk(disk.newEpoch());
+  const tree = await vfs.walk(disk.begin());
   assert.deepEqual(
     tree.map((e) => [e.path, e.kind, e.size]),
     [

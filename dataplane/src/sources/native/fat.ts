@@ -3,7 +3,7 @@
  * shows them (the long name when its checksum matches the short entry, else the short
  * name with the NT lower-case flags applied); lookup is case-insensitive.
  */
-import type { BlockReader } from './block-cache.ts';
+import type { BlockReader, ReadContext } from './block-cache.ts';
 import { check, corrupt } from './errors.ts';
 import { ClusterChain } from './fat-chain.ts';
 import { MAX_RUN_BYTES } from './filesystem.ts';
@@ -56,8 +56,8 @@ export function looksLikeFat(boot: Buffer): boolean {
   );
 }
 
-export async function openFat(dev: BlockReader, epoch: number): Promise<Filesystem> {
-  const boot = await dev.read(0, 512, epoch);
+export async function openFat(dev: BlockReader, ctx: ReadContext): Promise<Filesystem> {
+  const boot = await dev.read(0, 512, ctx);
   check(looksLikeFat(boot), 'not a FAT boot sector');
   const sectorSize = boot.readUInt16LE(11);
   const spc = boot[13]!;
@@ -187,7 +187,7 @@ class FatFilesystem implements Filesystem {
    * The FAT is read a window at a time: following a chain costs one disk read per
    * FAT_WINDOW bytes of FAT, not one per cluster.
    */
-  private async clusterAt(node: FatNode, index: number, epoch: number): Promise<number | null> {
+  private async clusterAt(node: FatNode, index: number, ctx: ReadContext): Promise<number | null> {
     if (!node.chain) {
       if (node.cluster === 0) return null;
       check(this.validCluster(node.cluster), `first cluster ${node.cluster} out of range`);
@@ -200,7 +200,7 @@ class FatFilesystem implements Filesystem {
       const window = await this.dev.read(
         windowStart,
         Math.max(width, Math.min(FAT_WINDOW, fatEnd - windowStart)),
-        epoch,
+        ctx,
       );
       // Follow the chain as far as this window of the FAT goes, not just to `index`.
       for (;;) {
@@ -223,13 +223,24 @@ class FatFilesystem implements Filesystem {
     return this.g.dataOffset + (cluster - 2) * this.g.clusterBytes;
   }
 
-  private async entries(dir: FatNode, epoch: number): Promise<{ name: string; node: FatNode }[]> {
-    const out: { name: string; node: FatNode }[] = [];
+  /**
+   * Calls `visit` with each entry's name (long name if valid, else the 8.3 one), `.` and
+   * `..` and volume labels left out, until it returns true. Every 32-byte slot read,
+   * long-name and deleted ones included, is spent from the budget.
+   */
+  private async scan(
+    dir: FatNode,
+    ctx: ReadContext,
+    visit: (name: string, entry: Buffer, offset: number) => boolean,
+  ): Promise<void> {
     let lfn: { chars: number[][]; sum: number; next: number } | null = null;
-    const visit = (block: Buffer, base: number): boolean => {
+    /** 'end' at the end-of-directory mark, 'found' when `visit` is done, else 'more'. */
+    const visitBlock = (block: Buffer, base: number): 'end' | 'found' | 'more' => {
+      // Spent per cluster, up front: at most one cluster's slots more than were looked at.
+      ctx.budget.spend('directory-entries', Math.floor(block.length / ENTRY));
       for (let at = 0; at + ENTRY <= block.length; at += ENTRY) {
         const e = block.subarray(at, at + ENTRY);
-        if (e[0] === 0) return false;
+        if (e[0] === 0) return 'end';
         if (e[0] === 0xe5) {
           lfn = null;
           continue;
@@ -255,35 +266,44 @@ class FatFilesystem implements Filesystem {
         if (attr & Attr.Volume) continue;
         const name = long ?? shortName(e);
         if (name === '.' || name === '..') continue;
-        out.push({ name, node: this.node(e, base + at) });
+        if (visit(name, e, base + at)) return 'found';
       }
-      return true;
+      return 'more';
     };
     check(dir.cluster !== 0 || dir.entryOffset < 0, 'FAT subdirectory without a first cluster');
     if (dir.cluster === 0) {
       const bytes = this.g.rootEntries * ENTRY;
-      visit(await this.dev.read(this.g.rootOffset, bytes, epoch), this.g.rootOffset);
-      return out;
+      visitBlock(await this.dev.read(this.g.rootOffset, bytes, ctx), this.g.rootOffset);
+      return;
     }
     const maxClusters = Math.ceil((MAX_DIR_ENTRIES * ENTRY) / this.g.clusterBytes);
     for (let i = 0; ; i++) {
       check(i < maxClusters, 'FAT directory larger than 65536 entries (or its chain loops)');
-      const c = await this.clusterAt(dir, i, epoch);
-      if (c === null) break;
+      const c = await this.clusterAt(dir, i, ctx);
+      if (c === null) return;
       const off = this.clusterOffset(c);
-      if (!visit(await this.dev.read(off, this.g.clusterBytes, epoch), off)) break;
+      if (visitBlock(await this.dev.read(off, this.g.clusterBytes, ctx), off) !== 'more') return;
     }
+  }
+
+  async list(dir: FsNode, ctx: ReadContext): Promise<DirEntry[]> {
+    const out: DirEntry[] = [];
+    await this.scan(dir as FatNode, ctx, (name, e, offset) => {
+      out.push({ name, node: this.node(e, offset) });
+      return false;
+    });
     return out;
   }
 
-  async list(dir: FsNode, epoch: number): Promise<DirEntry[]> {
-    return this.entries(dir as FatNode, epoch);
-  }
-
-  async lookup(dir: FsNode, name: string, epoch: number): Promise<FsNode | null> {
+  async lookup(dir: FsNode, name: string, ctx: ReadContext): Promise<FsNode | null> {
     const want = name.toLowerCase();
-    const all = await this.entries(dir as FatNode, epoch);
-    return all.find((e) => e.name.toLowerCase() === want)?.node ?? null;
+    let found: FatNode | null = null;
+    await this.scan(dir as FatNode, ctx, (n, e, offset) => {
+      if (n.toLowerCase() !== want) return false;
+      found = this.node(e, offset);
+      return true;
+    });
+    return found;
   }
 
   async readlink(): Promise<string> {
@@ -296,14 +316,14 @@ class FatFilesystem implements Filesystem {
     length: number,
     dst: Buffer,
     dstOffset: number,
-    epoch: number,
+    ctx: ReadContext,
   ): Promise<number> {
     const node = file as FatNode;
     const end = Math.min(position + length, node.size);
     const cb = this.g.clusterBytes;
     for (let at = position; at < end;) {
       const index = Math.floor(at / cb);
-      const c = await this.clusterAt(node, index, epoch);
+      const c = await this.clusterAt(node, index, ctx);
       if (c === null) throw corrupt(`FAT chain ends before the file's ${node.size} bytes`);
       // Clusters that follow each other on disk are read in one request. The chain is
       // kept as runs, so this asks the FAT again only when the run reaches what is known.
@@ -311,7 +331,7 @@ class FatFilesystem implements Filesystem {
       const want = Math.min(Math.ceil((end - index * cb) / cb), Math.ceil(MAX_RUN_BYTES / cb));
       let run = chain.runLength(index);
       while (run < want && index + run === chain.length && !chain.ended) {
-        await this.clusterAt(node, index + run, epoch);
+        await this.clusterAt(node, index + run, ctx);
         run = chain.runLength(index);
       }
       run = Math.min(run, want);
@@ -328,10 +348,10 @@ class FatFilesystem implements Filesystem {
     return Math.max(0, end - position);
   }
 
-  async refresh(node: FsNode, epoch: number): Promise<string | null> {
+  async refresh(node: FsNode, ctx: ReadContext): Promise<string | null> {
     const n = node as FatNode;
     if (n.entryOffset < 0) return n.fingerprint;
-    const e = await this.dev.read(n.entryOffset, ENTRY, epoch);
+    const e = await this.dev.read(n.entryOffset, ENTRY, ctx);
     if (e[0] === 0 || e[0] === 0xe5) return null;
     return this.node(e, n.entryOffset).fingerprint;
   }

@@ -1,9 +1,13 @@
 /**
- * What the virtual FS needs from a filesystem reader (FAT, ext). Every call names the
- * epoch its reads must be at least as fresh as (block-cache.ts). Nodes are snapshots of
- * on-disk metadata taken at that epoch; `fingerprint` tells whether it changed since.
+ * What the virtual FS needs from a filesystem reader (FAT, ext). Every call names its
+ * ReadContext: the epoch its reads must be at least as fresh as (block-cache.ts) and the
+ * budget they are spent from (sources/budget.ts). Nodes are snapshots of on-disk metadata
+ * taken at that epoch; `fingerprint` tells whether it changed since.
  */
-export type NodeKind = 'file' | 'dir' | 'symlink' | 'other';
+import type { ReadContext } from './block-cache.ts';
+
+/** 'fifo', 'device' (character or block) and 'socket' are never served; 'other': unknown mode. */
+export type NodeKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'device' | 'socket' | 'other';
 
 export interface FsNode {
   readonly kind: NodeKind;
@@ -23,12 +27,12 @@ export interface DirEntry {
 export interface Filesystem {
   /** 'vfat', 'ext2', 'ext3' or 'ext4', as libguestfs's vfs-type says. */
   readonly type: string;
-  root(epoch: number): Promise<FsNode>;
+  root(ctx: ReadContext): Promise<FsNode>;
   /** The entry called `name` in `dir` (case-insensitive on FAT), or null. */
-  lookup(dir: FsNode, name: string, epoch: number): Promise<FsNode | null>;
+  lookup(dir: FsNode, name: string, ctx: ReadContext): Promise<FsNode | null>;
   /** Every entry of `dir` except `.` and `..` (bounded: hostile directories are refused). */
-  list(dir: FsNode, epoch: number): Promise<DirEntry[]>;
-  readlink(link: FsNode, epoch: number): Promise<string>;
+  list(dir: FsNode, ctx: ReadContext): Promise<DirEntry[]>;
+  readlink(link: FsNode, ctx: ReadContext): Promise<string>;
   /**
    * Copies bytes [position, position + length) of a regular file (clipped at its end) into
    * `dst` at `dstOffset`; holes read as zeros. Resolves the count copied.
@@ -39,10 +43,10 @@ export interface Filesystem {
     length: number,
     dst: Buffer,
     dstOffset: number,
-    epoch: number,
+    ctx: ReadContext,
   ): Promise<number>;
-  /** The node's metadata read again at `epoch`: its fingerprint now, or null if gone. */
-  refresh(node: FsNode, epoch: number): Promise<string | null>;
+  /** The node's metadata read again at `ctx.epoch`: its fingerprint now, or null if gone. */
+  refresh(node: FsNode, ctx: ReadContext): Promise<string | null>;
 }
 
 /**
@@ -60,9 +64,9 @@ export async function readBytes(
   file: FsNode,
   position: number,
   length: number,
-  epoch: number,
+  ctx: ReadContext,
 ): Promise<Buffer> {
   const buf = Buffer.alloc(Math.max(0, Math.min(length, file.size - position)));
-  const n = await fs.readInto(file, position, buf.length, buf, 0, epoch);
+  const n = await fs.readInto(file, position, buf.length, buf, 0, ctx);
   return buf.subarray(0, n);
 }

@@ -73,12 +73,12 @@ async function exercise(
   mounts: { partition: number; mountpoint: string }[],
 ): Promise<void> {
   const { vfs, disk } = await mountMemory(image, mounts);
-  const epoch = disk.newEpoch();
-  for (const e of await vfs.walk(epoch, 10_000)) {
-    const r = await vfs.resolve(e.path, epoch);
+  const ctx = disk.begin();
+  for (const e of await vfs.walk(ctx, 10_000)) {
+    const r = await vfs.resolve(e.path, ctx);
     if (r.status !== 'found' || r.node.kind !== 'file') continue;
-    await readBytes(r.fs, r.node, 0, 65536, epoch);
-    if (r.node.size > 65536) await readBytes(r.fs, r.node, r.node.size - 65536, 65536, epoch);
+    await readBytes(r.fs, r.node, 0, 65536, ctx);
+    if (r.node.size > 65536) await readBytes(r.fs, r.node, r.node.size - 65536, 65536, ctx);
   }
 }
 

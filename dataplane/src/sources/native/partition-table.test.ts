@@ -8,7 +8,7 @@ const MIB_SECTORS = 2048;
 
 function table(buf: Buffer) {
   const disk = new CachedDisk(memoryDisk(buf));
-  return readPartitionTable(disk, disk.newEpoch());
+  return readPartitionTable(disk, disk.begin());
 }
 
 function ebr(

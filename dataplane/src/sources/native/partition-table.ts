@@ -5,7 +5,7 @@
  * Tables are read once per connection; every structure is bounds- and loop-checked.
  */
 import { crc32 } from 'node:zlib';
-import type { BlockReader } from './block-cache.ts';
+import type { BlockReader, ReadContext } from './block-cache.ts';
 import { check, corrupt } from './errors.ts';
 
 export const SECTOR = 512;
@@ -46,14 +46,17 @@ function mbrEntries(sector: Buffer): MbrEntry[] {
 const hasSignature = (sector: Buffer) => sector[510] === 0x55 && sector[511] === 0xaa;
 
 /** Reads the partition table; an empty list when the disk has none. */
-export async function readPartitionTable(disk: BlockReader, epoch: number): Promise<Partition[]> {
+export async function readPartitionTable(
+  disk: BlockReader,
+  ctx: ReadContext,
+): Promise<Partition[]> {
   if (disk.size < SECTOR) return [];
-  const mbr = await disk.read(0, SECTOR, epoch);
+  const mbr = await disk.read(0, SECTOR, ctx);
   if (!hasSignature(mbr)) return [];
   const entries = mbrEntries(mbr);
   const parts = entries.some((e) => e.type === GPT_PROTECTIVE)
-    ? await readGpt(disk, epoch)
-    : await readMbr(disk, entries, epoch);
+    ? await readGpt(disk, ctx)
+    : await readMbr(disk, entries, ctx);
   checkLayout(parts, disk.size);
   return parts;
 }
@@ -61,7 +64,7 @@ export async function readPartitionTable(disk: BlockReader, epoch: number): Prom
 async function readMbr(
   disk: BlockReader,
   entries: MbrEntry[],
-  epoch: number,
+  ctx: ReadContext,
 ): Promise<Partition[]> {
   const parts: Partition[] = [];
   let extended: MbrEntry | undefined;
@@ -91,7 +94,7 @@ async function readMbr(
     check(seen.size < MAX_LOGICAL, `more than ${MAX_LOGICAL} logical partitions`);
     seen.add(ebr);
     check((ebr + 1) * SECTOR <= disk.size, `EBR at sector ${ebr} lies outside the disk`);
-    const sector = await disk.read(ebr * SECTOR, SECTOR, epoch);
+    const sector = await disk.read(ebr * SECTOR, SECTOR, ctx);
     check(hasSignature(sector), `EBR at sector ${ebr} has no 55AA signature`);
     const [logical, link] = mbrEntries(sector) as [MbrEntry, MbrEntry];
     if (logical.type !== 0 && logical.sectors !== 0) {
@@ -111,10 +114,10 @@ async function readMbr(
 async function readGptHeader(
   disk: BlockReader,
   lba: number,
-  epoch: number,
+  ctx: ReadContext,
 ): Promise<Buffer | null> {
   if ((lba + 1) * SECTOR > disk.size) return null;
-  const h = await disk.read(lba * SECTOR, SECTOR, epoch);
+  const h = await disk.read(lba * SECTOR, SECTOR, ctx);
   if (h.toString('latin1', 0, 8) !== 'EFI PART') return null;
   const size = h.readUInt32LE(12);
   if (size < 92 || size > SECTOR) return null;
@@ -124,11 +127,10 @@ async function readGptHeader(
   return crc32(copy) === stored ? h : null;
 }
 
-async function readGpt(disk: BlockReader, epoch: number): Promise<Partition[]> {
+async function readGpt(disk: BlockReader, ctx: ReadContext): Promise<Partition[]> {
   const lastLba = Math.floor(disk.size / SECTOR) - 1;
   // The backup header at the last sector stands in when the primary is damaged.
-  const header =
-    (await readGptHeader(disk, 1, epoch)) ?? (await readGptHeader(disk, lastLba, epoch));
+  const header = (await readGptHeader(disk, 1, ctx)) ?? (await readGptHeader(disk, lastLba, ctx));
   if (!header) throw corrupt('GPT header missing or its CRC does not match (primary and backup)');
   const entriesLba = Number(header.readBigUInt64LE(72));
   const count = header.readUInt32LE(80);
@@ -140,7 +142,7 @@ async function readGpt(disk: BlockReader, epoch: number): Promise<Partition[]> {
   const bytes = count * entrySize;
   check(bytes <= MAX_GPT_ENTRY_BYTES, `GPT claims ${count} entries of ${entrySize} bytes`);
   check(entriesLba * SECTOR + bytes <= disk.size, 'GPT entries lie outside the disk');
-  const table = await disk.read(entriesLba * SECTOR, bytes, epoch);
+  const table = await disk.read(entriesLba * SECTOR, bytes, ctx);
   check(crc32(table) === header.readUInt32LE(88), 'GPT partition entries CRC does not match');
   const parts: Partition[] = [];
   for (let i = 0; i < count; i++) {

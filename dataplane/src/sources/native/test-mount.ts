@@ -19,9 +19,9 @@ export async function readWhole(
   disk: CachedDisk,
   path: string,
 ): Promise<Buffer | string> {
-  const epoch = disk.newEpoch();
-  const r = await vfs.resolve(path, epoch);
+  const ctx = disk.begin();
+  const r = await vfs.resolve(path, ctx);
   if (r.status !== 'found') return r.status;
   if (r.node.kind !== 'file') return r.node.kind;
-  return readBytes(r.fs, r.node, 0, r.node.size, epoch);
+  return readBytes(r.fs, r.node, 0, r.node.size, ctx);
 }

@@ -2,12 +2,13 @@
  * The tree the client's `mounts` make, as libguestfs builds it: filesystems mounted in
  * config order, a later mount hiding what lies under its mountpoint. Paths resolve with
  * symlinks followed inside this tree only: an absolute target starts again at its root,
- * `..` stops at its root (as in a chroot), and hops are bounded.
+ * `..` stops at its root (as in a chroot), and hops are spent from the open's budget
+ * (sources/budget.ts: 40 by default, Linux's MAXSYMLINKS).
  */
 import { check, corrupt } from './errors.ts';
+import type { ReadContext } from './block-cache.ts';
 import type { Filesystem, FsNode } from './filesystem.ts';
 
-export const MAX_SYMLINK_HOPS = 40; // Linux's MAXSYMLINKS
 /** Deepest directory a walk descends into. */
 export const MAX_WALK_DEPTH = 256;
 
@@ -23,17 +24,11 @@ export type Resolved =
   | { status: 'refused'; reason: string };
 
 interface Step {
-  name: string;
+  /** Absolute path of this node in the virtual FS, kept per step: no join per component. */
+  path: string;
   node: FsNode;
   fs: Filesystem;
 }
-
-const pathOf = (stack: readonly Step[]) =>
-  '/' +
-  stack
-    .slice(1)
-    .map((s) => s.name)
-    .join('/');
 
 export class VirtualFs {
   constructor(private readonly mounts: readonly Mounted[]) {}
@@ -47,12 +42,11 @@ export class VirtualFs {
   }
 
   /** Resolves an absolute path; `followLast` false returns a final symlink itself. */
-  async resolve(path: string, epoch: number, followLast = true): Promise<Resolved> {
+  async resolve(path: string, ctx: ReadContext, followLast = true): Promise<Resolved> {
     const rootFs = this.mountAt('/');
     if (!rootFs) return { status: 'refused', reason: 'nothing is mounted at /' };
-    const stack: Step[] = [{ name: '', node: await rootFs.root(epoch), fs: rootFs }];
+    const stack: Step[] = [{ path: '/', node: await rootFs.root(ctx), fs: rootFs }];
     const queue = path.split('/');
-    let hops = 0;
     while (queue.length > 0) {
       const name = queue.shift()!;
       if (name === '' || name === '.') continue;
@@ -62,32 +56,30 @@ export class VirtualFs {
       }
       const top = stack[stack.length - 1]!;
       if (top.node.kind !== 'dir') return { status: 'not-found' };
-      const childPath = pathOf(stack) === '/' ? `/${name}` : `${pathOf(stack)}/${name}`;
+      const childPath = top.path === '/' ? `/${name}` : `${top.path}/${name}`;
       const mounted = this.mountAt(childPath);
       const fs = mounted ?? top.fs;
-      const node = mounted ? await mounted.root(epoch) : await top.fs.lookup(top.node, name, epoch);
+      const node = mounted ? await mounted.root(ctx) : await top.fs.lookup(top.node, name, ctx);
       if (!node) return { status: 'not-found' };
       if (node.kind === 'symlink' && (queue.some((c) => c !== '' && c !== '.') || followLast)) {
-        if (++hops > MAX_SYMLINK_HOPS) {
-          return { status: 'refused', reason: `more than ${MAX_SYMLINK_HOPS} symbolic links` };
-        }
-        const target = await fs.readlink(node, epoch);
+        ctx.budget.spend('symlink-hops');
+        const target = await fs.readlink(node, ctx);
         if (target === '') return { status: 'not-found' };
         if (target.startsWith('/')) stack.length = 1;
         queue.unshift(...target.split('/'));
         continue;
       }
-      stack.push({ name, node, fs });
+      stack.push({ path: childPath, node, fs });
     }
     const last = stack[stack.length - 1]!;
-    return { status: 'found', node: last.node, fs: last.fs, path: pathOf(stack) };
+    return { status: 'found', node: last.node, fs: last.fs, path: last.path };
   }
 
   /**
    * Every path of the tree, depth first, symlinks not followed (listings, tests).
    * Bounded: more than `limit` entries is an error rather than unbounded work.
    */
-  async walk(epoch: number, limit = 100_000): Promise<WalkEntry[]> {
+  async walk(ctx: ReadContext, limit = 100_000): Promise<WalkEntry[]> {
     const out: WalkEntry[] = [];
     const rootFs = this.mountAt('/');
     if (!rootFs) return out;
@@ -97,15 +89,15 @@ export class VirtualFs {
     // disk) is an error instead of an endless walk.
     const visit = async (dir: string, node: FsNode, fs: Filesystem, ancestors: Set<string>) => {
       check(ancestors.size <= MAX_WALK_DEPTH, `directories nested deeper than ${MAX_WALK_DEPTH}`);
-      for (const e of await fs.list(node, epoch)) {
+      for (const e of await fs.list(node, ctx)) {
         const path = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
         if (out.length >= limit) throw corrupt(`more than ${limit} entries in the tree`);
         // A mountpoint shows the mounted filesystem's root, as in the kernel.
         const mounted = this.mountAt(path);
         const childFs = mounted ?? fs;
-        const child = mounted ? await mounted.root(epoch) : e.node;
+        const child = mounted ? await mounted.root(ctx) : e.node;
         const entry: WalkEntry = { path, kind: child.kind, size: child.size };
-        if (child.kind === 'symlink') entry.target = await fs.readlink(child, epoch);
+        if (child.kind === 'symlink') entry.target = await fs.readlink(child, ctx);
         out.push(entry);
         if (child.kind !== 'dir') continue;
         const id = key(childFs, child);
@@ -116,7 +108,7 @@ export class VirtualFs {
         ancestors.delete(id);
       }
     };
-    const root = await rootFs.root(epoch);
+    const root = await rootFs.root(ctx);
     await visit('/', root, rootFs, new Set([key(rootFs, root)]));
     return out;
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  modeKind,
   MarkerFactory,
   MarkerSplitter,
   errorOfStderr,
@@ -100,5 +101,21 @@ describe('ChunkedReader', () => {
     await assert.rejects(r.read(buf, 0, 10, 0), /EIO/);
     fail = false;
     assert.equal(await r.read(buf, 0, 10, 0), 10);
+  });
+});
+
+describe('modeKind', () => {
+  it('tells regular files and directories from what is never served', () => {
+    const modes = [0o100644, 0o040755, 0o010644, 0o020666, 0o060660, 0o140755, 0o120777, 0o170000];
+    assert.deepEqual(modes.map(modeKind), [
+      'file',
+      'dir',
+      'fifo',
+      'device',
+      'device',
+      'socket',
+      'symlink',
+      'other',
+    ]);
   });
 });

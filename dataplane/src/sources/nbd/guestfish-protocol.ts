@@ -11,6 +11,7 @@
  * cannot forge a marker by accident. guestfish runs requests in order, so a queue of
  * pending requests matches replies on both streams.
  */
+import type { NotRegularKind } from '../source.ts';
 import { randomBytes } from 'node:crypto';
 
 /**
@@ -114,3 +115,24 @@ export function parseStatOutput(text: string): Map<string, number> {
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000;
 export const S_IFDIR = 0o040000;
+
+/** What a stat mode is, as far as serving goes: a file, a directory, or one never served. */
+export function modeKind(mode: number): 'file' | 'dir' | NotRegularKind {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return 'file';
+    case S_IFDIR:
+      return 'dir';
+    case 0o010000:
+      return 'fifo';
+    case 0o020000:
+    case 0o060000:
+      return 'device';
+    case 0o140000:
+      return 'socket';
+    case 0o120000:
+      return 'symlink';
+    default:
+      return 'other';
+  }
+}

@@ -14,7 +14,9 @@ import { DiskError } from '../disk-session.ts';
 import type { DiskOpenResult, DiskSession } from '../disk-session.ts';
 import { ChunkedReader } from './chunked-reader.ts';
 import { GuestfishError, GuestfishProcess } from './guestfish-process.ts';
-import { S_IFMT, S_IFREG, parseStatOutput } from './guestfish-protocol.ts';
+import { modeKind, parseStatOutput } from './guestfish-protocol.ts';
+import { notRegularReason } from '../source.ts';
+import { budgetRefusalReason } from '../budget.ts';
 import {
   classifyLaunchError,
   classifyMountError,
@@ -205,13 +207,22 @@ export class GuestfishSession implements DiskSession {
         if (/No such file or directory|Not a directory/i.test(err.message)) {
           return { status: 'not-found' };
         }
-        return { status: 'refused', reason: err.message };
+        // A stable reason (a metric label); what guestfish said goes to the log.
+        const reason = /Too many levels of symbolic links/i.test(err.message)
+          ? budgetRefusalReason('symlink-hops')
+          : 'disk refused the path';
+        this.opts.logger.warn({ path, reason, err: err.message }, 'Disk open refused');
+        return { status: 'refused', reason };
       }
       throw err;
     }
     const mode = fields.get('st_mode') ?? 0;
     const size = fields.get('st_size') ?? 0;
-    if ((mode & S_IFMT) !== S_IFREG) return { status: 'refused', reason: 'not a regular file' };
+    // Only regular files, as from the native reader and local dirs: a FIFO, device or
+    // socket is never pread (statns followed symlinks: this is what the path leads to).
+    const kind = modeKind(mode);
+    if (kind === 'dir') return { status: 'refused', reason: 'is a directory' };
+    if (kind !== 'file') return { status: 'refused', reason: notRegularReason(kind) };
     this.openFiles++;
     const file = new ChunkedReader({
       size,

@@ -15,6 +15,7 @@ import type { DiskRegistry } from './disk-registry.ts';
 import type { DiskSlot } from './disk-slot.ts';
 
 export const NBD_SOURCE_NAME = 'nbd';
+export const TFTP_ROOT_ESCAPE_REASON = 'symlink leaves tftp_root';
 
 /** True when `path` is `root` or inside it. */
 export function isInside(root: string, path: string): boolean {
@@ -79,7 +80,8 @@ export class NbdSource implements FileSource {
     if (r.status !== 'found') return r;
     if (!isInside(slot.config.tftpRoot, r.path)) {
       await r.file.close();
-      return { status: 'refused', reason: `symlink leads out of tftp_root to ${r.path}` };
+      // One stable reason (a metric label); the request's log line names the file asked.
+      return { status: 'refused', reason: TFTP_ROOT_ESCAPE_REASON };
     }
     return {
       status: 'found',
