@@ -137,12 +137,15 @@ export interface RtftpOptions {
   netns?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** Options for node itself, before the script (e.g. --cpu-prof). */
+  nodeArgs?: string[];
 }
 
 /** Starts bin/rtftp.js and resolves once it logged "Server listening" (its port parsed from it). */
 export async function startRtftp(o: RtftpOptions): Promise<RunningServer> {
   const argv = [
     process.execPath,
+    ...(o.nodeArgs ?? []),
     o.bin ?? RTFTP_BIN,
     '--root',
     o.root,
@@ -208,6 +211,8 @@ export interface PeerOptions {
   address: string;
   port: number;
   netns?: string;
+  /** dnsmasq: transfers at once (--tftp-max; default 200 here, 50 in dnsmasq itself). */
+  tftpMax?: number;
 }
 
 async function startPeer(name: string, argv: string[], o: PeerOptions): Promise<RunningServer> {
@@ -238,7 +243,12 @@ export function startAtftpd(o: PeerOptions): Promise<RunningServer> {
 /** dnsmasq's TFTP server: it always binds port 69, so give it a namespace of its own. */
 export function startDnsmasqTftp(o: PeerOptions): Promise<RunningServer> {
   const argv = ['dnsmasq', '--no-daemon', '--port=0', '--conf-file=/dev/null', '--pid-file'];
-  argv.push('--user=root', '--enable-tftp', `--tftp-root=${o.root}`, '--tftp-max=200');
+  argv.push(
+    '--user=root',
+    '--enable-tftp',
+    `--tftp-root=${o.root}`,
+    `--tftp-max=${o.tftpMax ?? 200}`,
+  );
   argv.push('--bind-interfaces', `--listen-address=${o.address}`, '--quiet-tftp');
   return startPeer('dnsmasq', argv, { ...o, port: 69 });
 }

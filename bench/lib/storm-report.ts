@@ -1,0 +1,123 @@
+/** Turns the storm's measurements into the markdown table the README shows. */
+import type { StormRunResult } from '../../dataplane/test/helpers/storm-client.ts';
+
+export interface StormServerRun {
+  profile: string;
+  /** Server label, e.g. `rtftp (2 workers)`, `tftp-hpa`, `dnsmasq (tftp-max 1050)`. */
+  server: string;
+  clients: number;
+  /** Results of each load-generator process. */
+  load: StormRunResult[];
+  /** The server's CPU seconds during the storm (children included), and its peak RSS. */
+  cpuSeconds: number;
+  peakRssMb: number;
+  /** rtftp's own count (rtftp_retransmits_total); undefined for the peers. */
+  serverRetransmits?: number;
+}
+
+export interface StormFigures {
+  profile: string;
+  server: string;
+  clients: number;
+  identical: number;
+  lastByteS: number;
+  mbps: number;
+  p50S: number;
+  p99S: number;
+  /** rtftp's count when known, else the duplicate DATA the clients saw. */
+  retransmits: number;
+  retransmitsSource: 'server' | 'clients';
+  peakRssMb: number;
+  cpuSeconds: number;
+  cpuPerGiB: number;
+  loadCpuSeconds: number;
+  firstFailures: string[];
+}
+
+export function quantile(values: number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] ?? s[0]!;
+}
+
+export function summarize(run: StormServerRun): StormFigures {
+  const start = Math.min(...run.load.map((l) => l.startedAt));
+  // Each process measured its clients from its own start; put them on one clock.
+  const times = run.load.flatMap((l) => l.clients.map((c) => (l.startedAt - start + c.ms) / 1000));
+  const outcomes = run.load.flatMap((l) => l.clients);
+  const bytes = run.load.reduce((n, l) => n + l.bytes, 0);
+  const lastByteS = Math.max(...times);
+  const duplicates = run.load.reduce((n, l) => n + l.duplicateData, 0);
+  return {
+    profile: run.profile,
+    server: run.server,
+    clients: run.clients,
+    identical: outcomes.filter((c) => c.ok).length,
+    lastByteS,
+    mbps: bytes / 1e6 / lastByteS,
+    p50S: quantile(times, 0.5),
+    p99S: quantile(times, 0.99),
+    retransmits: run.serverRetransmits ?? duplicates,
+    retransmitsSource: run.serverRetransmits === undefined ? 'clients' : 'server',
+    peakRssMb: run.peakRssMb,
+    cpuSeconds: run.cpuSeconds,
+    cpuPerGiB: run.cpuSeconds / (bytes / 2 ** 30),
+    loadCpuSeconds: run.load.reduce((n, l) => n + l.cpuSeconds, 0),
+    firstFailures: outcomes
+      .filter((c) => !c.ok)
+      .slice(0, 3)
+      .map((c) => `${c.address}: ${c.failure ?? '?'}`),
+  };
+}
+
+export function formatStormTable(figures: StormFigures[], conditions: string[]): string {
+  const lines = [
+    '| profile | server | byte-identical | last byte s | aggregate MB/s | p50 s | p99 s | retransmits | peak RSS MB | CPU s | CPU s/GiB | load-gen CPU s |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const f of figures) {
+    const retransmits = `${f.retransmits}${f.retransmitsSource === 'clients' ? '†' : ''}`;
+    lines.push(
+      `| ${f.profile} | ${f.server} | ${f.identical}/${f.clients} | ${f.lastByteS.toFixed(1)} | ` +
+        `${f.mbps.toFixed(1)} | ${f.p50S.toFixed(1)} | ${f.p99S.toFixed(1)} | ${retransmits} | ` +
+        `${f.peakRssMb.toFixed(0)} | ${f.cpuSeconds.toFixed(1)} | ${f.cpuPerGiB.toFixed(2)} | ` +
+        `${f.loadCpuSeconds.toFixed(1)} |`,
+    );
+  }
+  lines.push(
+    '',
+    '† duplicate DATA packets the clients received (the server keeps no count); rtftp: rtftp_retransmits_total.',
+    'CPU s: the server process and its children during the storm (in.tftpd forks per transfer); ' +
+      'peak RSS: VmHWM of the server process (a forking server’s children are not in it).',
+    ...conditions,
+  );
+  const failures = figures.filter((f) => f.firstFailures.length > 0);
+  for (const f of failures)
+    lines.push(`- ${f.profile} ${f.server}: first failures: ${f.firstFailures.join('; ')}`);
+  return lines.join('\n');
+}
+
+/** The issue's targets, against the figures of one profile. */
+export function formatTargets(figures: StormFigures[]): string {
+  const lines: string[] = [];
+  for (const profile of [...new Set(figures.map((f) => f.profile))]) {
+    const of = figures.filter((f) => f.profile === profile);
+    const hpa = of.find((f) => f.server.startsWith('tftp-hpa'));
+    const dnsmasq = of.find((f) => f.server.startsWith('dnsmasq'));
+    for (const r of of.filter((f) => f.server.startsWith('rtftp'))) {
+      const ratio = (x?: StormFigures) => (x ? `${(r.mbps / x.mbps).toFixed(2)}×` : 'n/a');
+      const cpu = hpa ? `${(r.cpuPerGiB / hpa.cpuPerGiB).toFixed(2)}×` : 'n/a';
+      lines.push(
+        `- ${profile}, ${r.server}: ${r.identical}/${r.clients} byte-identical, last client at ` +
+          `${r.lastByteS.toFixed(1)} s (target ≤ 60), ${ratio(hpa)} tftp-hpa (≥ 1.2), ` +
+          `${ratio(dnsmasq)} dnsmasq (≥ 1), RSS ${r.peakRssMb.toFixed(0)} MB (< 2000), ` +
+          `CPU/GiB ${cpu} tftp-hpa's (≤ 1)`,
+      );
+    }
+    const w1 = of.find((f) => /^rtftp( |$)/.test(f.server) && /\(1 worker/.test(f.server));
+    const w2 = of.find((f) => /\(2 workers/.test(f.server));
+    if (w1 && w2)
+      lines.push(`- ${profile}: 2 workers / 1 worker: ${(w2.mbps / w1.mbps).toFixed(2)}× (≥ 1.5)`);
+  }
+  return lines.join('\n');
+}
