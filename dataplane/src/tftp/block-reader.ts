@@ -1,7 +1,9 @@
 /**
  * Cuts a file into TFTP blocks with bounded memory: it reads the file sequentially in
  * chunks (one syscall serves many small blocks) and copies each block into its packet
- * slot, where it stays until acknowledged so a retransmission needs no re-read.
+ * slot, header included, where it stays until acknowledged so a retransmission needs no
+ * re-read. Sending a block allocates nothing: each slot's full-size packet is a view made
+ * once (only a short last block gets a view of its own).
  * Memory: two chunks + `slots × (blksize + 4)` bytes, never the file — and none of it
  * before the transfer needs it: a client that has not proven itself yet gets at most block
  * 1, read alone into a buffer of one block (docs/admission.md).
@@ -23,6 +25,8 @@ export class BlockReader {
   /** The window's packet slots and the chunk: allocated on the first read past block 1. */
   private packets: Buffer | undefined;
   private lengths: Int32Array | undefined;
+  /** Each slot's full-size DATA packet, as a view of `packets`. */
+  private views: Buffer[] = [];
   private chunk: Buffer | undefined;
   /** Block 1 read alone (before the client proved itself), as its DATA packet. */
   private first: Buffer | undefined;
@@ -51,16 +55,13 @@ export class BlockReader {
 
   /** The DATA packet of block `n` (must be buffered and not yet overwritten). */
   packet(n: number): Buffer {
-    if (!this.packets) {
-      // Only block 1 exists before the window's buffers do.
-      writeDataHeader(this.first!, n);
-      return this.first!;
-    }
+    // Only block 1 exists before the window's buffers do.
+    if (!this.packets) return this.first!;
     const slot = n % this.slots;
+    const len = this.lengths![slot]!;
+    if (len === this.blksize) return this.views[slot]!;
     const start = slot * (this.blksize + 4);
-    const p = this.packets.subarray(start, start + 4 + this.lengths![slot]!);
-    writeDataHeader(p, n);
-    return p;
+    return this.packets.subarray(start, start + 4 + len);
   }
 
   payloadLength(n: number): number {
@@ -76,14 +77,20 @@ export class BlockReader {
     if (this.nextBlock === 1 && upTo === 1) {
       const block = Buffer.allocUnsafe(this.blksize + 4);
       const len = await this.fill(block.subarray(4), 0);
+      writeDataHeader(block, 1);
       this.first = block.subarray(0, 4 + len);
       this.bytesRead += len;
       this.nextBlock = 2;
       return { upTo: 1, eof: len < this.blksize };
     }
     if (!this.packets) {
-      this.packets = Buffer.allocUnsafe(this.slots * (this.blksize + 4));
+      const packets = Buffer.allocUnsafe(this.slots * (this.blksize + 4));
+      this.packets = packets;
       this.lengths = new Int32Array(this.slots);
+      const size = this.blksize + 4;
+      this.views = Array.from({ length: this.slots }, (_, i) =>
+        packets.subarray(i * size, (i + 1) * size),
+      );
       this.chunk = Buffer.allocUnsafe(chunkSizeFor(this.blksize));
       this.first = undefined;
     }
@@ -99,12 +106,9 @@ export class BlockReader {
       const available = Math.min(this.chunkStart + this.chunkLen, this.eofAt ?? Infinity) - offset;
       const len = Math.max(0, Math.min(this.blksize, available));
       const slot = n % this.slots;
-      this.chunk!.copy(
-        packets,
-        slot * (this.blksize + 4) + 4,
-        offset - this.chunkStart,
-        offset - this.chunkStart + len,
-      );
+      const at = slot * (this.blksize + 4);
+      writeDataHeader(this.views[slot]!, n);
+      this.chunk!.copy(packets, at + 4, offset - this.chunkStart, offset - this.chunkStart + len);
       lengths[slot] = len;
       this.bytesRead += len;
       this.nextBlock = n + 1;

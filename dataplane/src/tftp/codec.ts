@@ -107,8 +107,11 @@ export function encodeAck(block: number): Buffer {
 
 /** Writes a DATA header into the first 4 bytes of `packet` (payload follows in place). */
 export function writeDataHeader(packet: Buffer, block: number): void {
-  packet.writeUInt16BE(Opcode.Data, 0);
-  packet.writeUInt16BE(block & 0xffff, 2);
+  // Byte by byte: every block of every transfer passes here (no bounds-checked writes).
+  packet[0] = 0;
+  packet[1] = Opcode.Data;
+  packet[2] = (block >> 8) & 0xff;
+  packet[3] = block & 0xff;
 }
 
 export function encodeData(block: number, data: Buffer): Buffer {
