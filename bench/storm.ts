@@ -16,7 +16,7 @@
  *     [--servers rtftp,tftp-hpa,dnsmasq] [--workers 1,2] [--kernel-mib 8] [--initrd-mib 32]
  *     [--load-procs 2] [--variants 2] [--cold] [--cpu-prof DIR] [--rtftp-args "..."]
  *
- * Prints a markdown table (docs/storm.md explains each column) and the issue's targets.
+ * Prints a markdown table (docs/performance.md explains each column) and the issue's targets.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';

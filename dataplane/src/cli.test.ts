@@ -162,3 +162,11 @@ test('the open budgets and the health stall limit default to the documented valu
   );
   assert.throws(() => parseCli(['--root', '/r', '--health-stall-limit', '0'], {}), CliError);
 });
+
+test('--workers: 1 by default (everything on the main thread), a count, or auto', () => {
+  assert.equal(parseCli(['--root', '/r'], {})?.workers, 1);
+  assert.equal(parseCli(['--root', '/r', '--workers', '4'], {})?.workers, 4);
+  assert.equal(parseCli(['--root', '/r'], { RTFTP_WORKERS: 'auto' })?.workers, 'auto');
+  for (const bad of ['0', 'two', '257'])
+    assert.throws(() => parseCli(['--root', '/r', '--workers', bad], {}), CliError, bad);
+});

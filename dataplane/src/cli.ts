@@ -61,6 +61,8 @@ export interface DataplaneOptions {
   openBudgetEntries: number;
   openBudgetMs: number;
   healthStallLimitS: number;
+  /** --workers: threads serving clients, or 'auto' (workers/worker-count.ts). */
+  workers: number | 'auto';
 }
 
 export class CliError extends Error {
@@ -374,6 +376,13 @@ const FLAGS: Record<string, FlagSpec> = {
     max: 3600,
     help: 'seconds the event loop or the thread pool may be stuck before /healthz fails',
   },
+  // Worker mode (docs/performance.md)
+  workers: {
+    env: 'RTFTP_WORKERS',
+    kind: 'string',
+    default: '1',
+    help: 'threads serving TFTP clients, each client always on the same one (1: everything on the main thread); auto: one per CPU, 1 on up to 2 CPUs',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -487,7 +496,19 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     openBudgetEntries: int('open-budget-entries'),
     openBudgetMs: int('open-budget-ms'),
     healthStallLimitS: int('health-stall-limit'),
+    workers: workersFlag(get('workers')!),
   };
+}
+
+function workersFlag(text: string): number | 'auto' {
+  if (text === 'auto') return 'auto';
+  return intValue('workers', text, {
+    env: 'RTFTP_WORKERS',
+    kind: 'int',
+    help: '',
+    min: 1,
+    max: 256,
+  });
 }
 
 function splitList(text: string): string[] {

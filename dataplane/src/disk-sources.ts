@@ -12,6 +12,7 @@ import type { FileSource } from './sources/source.ts';
 import type { SnapshotGate } from './config/snapshot-gate.ts';
 import type { DiskConnectOptions } from './sources/disk-session.ts';
 import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
+import type { ConfigFeed } from './sources/nbd/index.ts';
 import { decideKvmAtStart } from './sources/nbd/kvm-probe.ts';
 import { connectNative } from './sources/native/index.ts';
 import { NbdTargetGate } from './sources/nbd-target-gate.ts';
@@ -25,13 +26,22 @@ export interface DiskSources {
   stop(): Promise<void>;
 }
 
+/** How a worker hosts the disks of its own clients (worker mode, workers/). */
+export interface WorkerDisks {
+  /** The main thread's watcher, relaying this worker's clients' configs. */
+  configs: ConfigFeed;
+  /** This worker's share of --max-sessions. */
+  maxSessions: number;
+}
+
 export async function startDiskSources(
   opts: DataplaneOptions,
   logger: Logger,
   metrics: DataplaneMetrics,
   snapshotGate?: SnapshotGate,
+  worker?: WorkerDisks,
 ): Promise<DiskSources> {
-  const workDir = opts.workDir || join(tmpdir(), `rtftp-${process.pid}`);
+  const workDir = workDirOf(opts);
   // Checked before every NBD connect, by both backends (sources/nbd-target-gate.ts).
   const gate = new NbdTargetGate({
     allow: opts.nbdAllow,
@@ -50,7 +60,8 @@ export async function startDiskSources(
     metrics,
     idleTimeoutS: opts.idleTimeoutS,
     diskWaitS: opts.diskWaitS,
-    maxSessions: opts.maxSessions,
+    maxSessions: worker?.maxSessions ?? opts.maxSessions,
+    ...(worker ? { configs: worker.configs } : {}),
     applianceMemoryMiB: opts.applianceMemoryMiB,
     tcgCacheMiB: opts.tcgCacheMiB,
     workDir,
@@ -84,17 +95,31 @@ export async function startDiskSources(
   // complete and before the gate admits a request: every config of it is known by then.
   if (snapshotGate) snapshotGate.runBeforeOpen(() => nbd.start());
   else await nbd.start();
-  // KVM is decided now, not at the first appliance, so rtftp_kvm_available leaves -1 at once
-  // (the first connect reuses this decision). Same cache file as the guestfs connector's.
-  void decideKvmAtStart({
-    mode: opts.nbdKvm,
-    cacheFile: join(opts.applianceCacheDir || join(workDir, 'cache'), 'rtftp-kvm-probe.json'),
-    logger,
-    gauge: metrics.kvmAvailable,
-  });
+  // In worker mode the main thread decides it, once for the process.
+  if (!worker) decideKvm(opts, logger, metrics);
   return {
     sources: [nbd.source],
     status: () => nbd.status(),
     stop: () => nbd.stop(),
   };
+}
+
+function workDirOf(opts: DataplaneOptions): string {
+  return opts.workDir || join(tmpdir(), `rtftp-${process.pid}`);
+}
+
+/**
+ * KVM is decided at start, not at the first appliance, so rtftp_kvm_available leaves -1 at
+ * once (the first connect reuses this decision). Same cache file as the guestfs connector's.
+ */
+export function decideKvm(opts: DataplaneOptions, logger: Logger, metrics: DataplaneMetrics): void {
+  void decideKvmAtStart({
+    mode: opts.nbdKvm,
+    cacheFile: join(
+      opts.applianceCacheDir || join(workDirOf(opts), 'cache'),
+      'rtftp-kvm-probe.json',
+    ),
+    logger,
+    gauge: metrics.kvmAvailable,
+  });
 }

@@ -16,6 +16,9 @@ import type { FileSource } from './sources/source.ts';
 import { TftpServer } from './tftp/server.ts';
 import { startDiskSources } from './disk-sources.ts';
 import { HealthMonitor } from './health/health-monitor.ts';
+import { serverSettingsFrom } from './tftp/server-settings.ts';
+import { resolveWorkers } from './workers/worker-count.ts';
+import { startWorkerMode } from './workers/worker-mode.ts';
 
 async function main(): Promise<number> {
   let opts: DataplaneOptions | null;
@@ -48,37 +51,45 @@ async function main(): Promise<number> {
   const snapshotGate = opts.requireSnapshot
     ? new SnapshotGate({ dir: opts.configDir, logger, metrics })
     : undefined;
-  const disks = await startDiskSources(opts, logger, metrics, snapshotGate);
+  // Worker mode (docs/performance.md): with more than one worker, worker threads serve the
+  // clients (their views, disks and transfers); this thread listens, admits and reports.
+  const workers = resolveWorkers(opts.workers);
+  metrics.workers.set(workers);
+  let workerMode: Awaited<ReturnType<typeof startWorkerMode>> | undefined;
+  try {
+    if (workers > 1)
+      workerMode = await startWorkerMode(
+        opts,
+        workers,
+        process.argv.slice(2),
+        logger,
+        metrics,
+        snapshotGate,
+      );
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message, workers }, 'Workers could not start');
+    return 1;
+  }
+  const disks = workerMode?.disks ?? (await startDiskSources(opts, logger, metrics, snapshotGate));
   const sources: FileSource[] = [
     LocalDirSource.perClient(opts.root),
     ...disks.sources,
     LocalDirSource.shared(opts.root),
   ];
   const server = new TftpServer({
+    ...serverSettingsFrom(opts),
     sources,
-    listen: opts.listen,
-    port: opts.port,
     logger,
     metrics,
-    admission: {
-      maxActive: opts.maxTransfers,
-      maxActivePerClient: opts.maxTransfersPerClient,
-      maxActivePerSubnet: opts.maxTransfersPerSubnet,
-      maxPending: opts.maxPending,
-      maxPendingPerSubnet: opts.maxPendingPerSubnet,
-      memoryBudgetBytes: opts.maxTransferMemoryMiB * 1024 * 1024,
-    },
-    timeoutMs: opts.timeoutMs,
-    maxRetries: opts.retries,
-    maxTimeoutS: opts.maxTimeoutS,
-    stallTimeoutMs: opts.stallTimeoutS * 1000,
-    maxWindowBytes: opts.maxWindowBytes,
     ...(snapshotGate ? { admitRequest: snapshotGate.admit.bind(snapshotGate) } : {}),
+    ...(workerMode ? { handOff: workerMode.handOff } : {}),
   });
+  workerMode?.attach(server);
   try {
     await server.start();
   } catch (err) {
     logger.fatal({ err: (err as Error).message }, 'Server could not start');
+    await workerMode?.drain(0);
     await disks.stop();
     return 1;
   }
@@ -120,14 +131,18 @@ async function main(): Promise<number> {
     },
   });
   health.start();
-  const probes = { ready, notReadyReasons, health: () => health.check() };
+  const healthOfAll = () => {
+    const verdict = health.check();
+    return verdict.ok && workerMode ? workerMode.health() : verdict;
+  };
+  const probes = { ready, notReadyReasons, health: healthOfAll };
   const http = buildHttpServer({
-    registry: metrics.registry,
+    registry: workerMode?.registry ?? metrics.registry,
     ...probes,
-    status: () => ({
-      transfersActive: server.activeTransfers,
+    status: async () => ({
+      transfersActive: workerMode?.transfersActive ?? server.activeTransfers,
       listening: server.addresses,
-      ...disks.status(),
+      ...(await disks.status()),
       ...(snapshotGate ? { configSnapshot: snapshotGate.status() } : {}),
     }),
     statusAllowed: statusAccess(opts.statusAllow),
@@ -144,6 +159,7 @@ async function main(): Promise<number> {
     } catch (err) {
       logger.fatal({ err: (err as Error).message, port: s.port }, `${s.name} could not start`);
       server.stop(0);
+      await workerMode?.drain(0);
       await disks.stop();
       return 1;
     }
@@ -156,7 +172,11 @@ async function main(): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info(
-        { signal, transfersActive: server.activeTransfers, gracePeriodS: opts.gracePeriodS },
+        {
+          signal,
+          transfersActive: workerMode?.transfersActive ?? server.activeTransfers,
+          gracePeriodS: opts.gracePeriodS,
+        },
         'Shutdown started',
       );
       clearInterval(readinessTimer);
@@ -164,6 +184,7 @@ async function main(): Promise<number> {
       snapshotGate?.stop();
       health.stop();
       await server.stop(opts.gracePeriodS * 1000);
+      await workerMode?.drain(opts.gracePeriodS * 1000);
       await disks.stop();
       for (const s of httpServers) await s.app.close();
       logger.info({}, 'Shutdown completed');

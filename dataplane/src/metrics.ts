@@ -206,6 +206,17 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       labelNames: ['part'] as const,
       registers,
     }),
+    // Worker mode (docs/performance.md): worker threads' metrics are merged into these on /metrics.
+    workers: new Gauge({
+      name: 'rtftp_workers',
+      help: 'Worker threads serving clients (--workers); 1 when everything runs on the main thread',
+      registers,
+    }),
+    workerRestarts: new Counter({
+      name: 'rtftp_worker_restarts_total',
+      help: 'Worker threads that died and were started again (their transfers were lost; clients retry)',
+      registers,
+    }),
   };
 }
 

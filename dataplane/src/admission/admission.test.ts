@@ -4,14 +4,7 @@ import fc from 'fast-check';
 import { TransferAdmission, clientKeyOf, subnetOf } from './admission.ts';
 import type { AdmissionLimits, RefusalReason, Ticket } from './admission.ts';
 
-const LIMITS: AdmissionLimits = {
-  maxActive: 100,
-  maxActivePerClient: 100,
-  maxActivePerSubnet: 100,
-  maxPending: 100,
-  maxPendingPerSubnet: 100,
-  memoryBudgetBytes: 1 << 30,
-};
+import { OPEN_LIMITS as LIMITS } from './open-limits.ts';
 
 function admission(limits: Partial<AdmissionLimits> = {}) {
   return new TransferAdmission<string>({ ...LIMITS, ...limits });

@@ -20,7 +20,8 @@ export interface ProbeRoutesOptions {
 }
 
 export interface HttpServerOptions extends ProbeRoutesOptions {
-  registry: Registry;
+  /** What /metrics serves (in worker mode, every thread's registries merged). */
+  registry: Pick<Registry, 'contentType' | 'metrics'>;
   status: () => unknown;
   /** Whether a client (its socket's remote address) may read /status: status-access.ts. */
   statusAllowed: (remoteAddress: string | undefined) => boolean;

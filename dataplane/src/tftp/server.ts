@@ -9,8 +9,13 @@
 import type { RemoteInfo } from 'node:dgram';
 import type { Logger } from 'pino';
 import { canonicalIp } from '../../../common/src/nbd-config.ts';
-import { TransferAdmission, clientKeyOf } from '../admission/admission.ts';
-import type { AdmissionLimits, Ticket } from '../admission/admission.ts';
+import { TransferAdmission, clientKeyOf, subnetOf } from '../admission/admission.ts';
+import type {
+  AdmissionLimits,
+  ProveResult,
+  RequestResult,
+  Ticket,
+} from '../admission/admission.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
 import { parseRequestPath } from '../sources/request-path.ts';
 import type { FileSource } from '../sources/source.ts';
@@ -58,6 +63,42 @@ export interface ServerOptions {
    * config snapshot gate (config/snapshot-gate.ts), which counts and logs what it drops.
    */
   admitRequest?: (client: RemoteInfo, file: string) => boolean;
+  // Worker mode (docs/performance.md): which thread does what.
+  /**
+   * Main thread: a read request that passed the gates above goes to the worker that
+   * serves its client instead of being served here.
+   */
+  handOff?: (local: string, req: RequestPacket, rinfo: RemoteInfo) => void;
+  /** A worker: where requests arrive (through `acceptRequest`) and refusals leave from. */
+  listeners?: RequestListeners;
+  /** A worker: its proxy to the one admission authority on the main thread. */
+  createAdmission?: <T>(limits: AdmissionLimits) => AdmissionDesk<T>;
+  /** ERROR replies per second this server may send (default 2000; split among workers). */
+  errorRepliesPerSecond?: number;
+}
+
+/** The listening side: where read requests arrive and where refusals are sent from. */
+export interface RequestListeners {
+  readonly port: number;
+  readonly addresses: string[];
+  start(): Promise<void>;
+  send(local: string, buf: Buffer, port: number, address: string): void;
+  close(): void;
+}
+
+/**
+ * Admission as the server uses it: TransferAdmission itself in one process, or in a worker
+ * a proxy to the one authority on the main thread, which answers later (workers/).
+ */
+export interface AdmissionDesk<T> {
+  request(client: string, data: T): RequestResult<T> | Promise<RequestResult<T>>;
+  prove(ticket: Ticket<T>, bytes: number): ProveResult | Promise<ProveResult>;
+  release(ticket: Ticket<T>): void;
+  /** A proxy: pending requests the authority displaced later, to be ended here. */
+  onEvicted?(handler: (data: T) => void): void;
+  /** The authority's bookkeeping, for the gauges (a proxy has none). */
+  readonly pending?: number;
+  readonly memoryReserved?: number;
 }
 
 interface ActiveTransfer {
@@ -68,11 +109,24 @@ interface ActiveTransfer {
   /** Set once the transfer runs; null while the file is being resolved. */
   shell: TransferShell | null;
   abortResolve: AbortController;
-  /** Its place in admission: pending until the client's first ACK, then active. */
-  ticket: Ticket<ActiveTransfer>;
+  /**
+   * Its place in admission: pending until the client's first ACK, then active. Unset
+   * until admission answered (at once in one process, a message later in a worker).
+   */
+  ticket?: Ticket<ActiveTransfer>;
   /** Released (ended, evicted or refused): nothing more may be done for it. */
   released: boolean;
 }
+
+/** What serving one admitted request takes: where it came from, its entry, its path. */
+type ServeArgs = [
+  local: string,
+  req: RequestPacket,
+  rinfo: RemoteInfo,
+  entry: ActiveTransfer,
+  components: string[],
+  fields: { client: string; clientPort: number; file: string },
+];
 
 /** A request's file, mode and options as one comparable string. */
 function requestIdentity(req: RequestPacket): string {
@@ -80,26 +134,28 @@ function requestIdentity(req: RequestPacket): string {
 }
 
 export class TftpServer {
-  private readonly listeners: Listeners;
+  private readonly listeners: RequestListeners;
   private readonly transfers = new Map<string, ActiveTransfer>();
-  private readonly admission: TransferAdmission<ActiveTransfer>;
+  private readonly admission: AdmissionDesk<ActiveTransfer>;
   private readonly evictions: EvictionSummary;
-  private readonly errorBudget = new ErrorBudget(2000);
+  private readonly errorBudget: ErrorBudget;
   private readonly lastSeen: ClientLastSeen;
   private draining = false;
   private readonly idleWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: ServerOptions) {
-    this.listeners = new Listeners(
-      opts.listen,
-      opts.port,
-      (l, m, r) => this.onDatagram(l, m, r),
-      opts.logger,
-    );
+    this.listeners =
+      opts.listeners ??
+      new Listeners(opts.listen, opts.port, (l, m, r) => this.onDatagram(l, m, r), opts.logger);
+    this.errorBudget = new ErrorBudget(opts.errorRepliesPerSecond ?? 2000);
     this.lastSeen = new ClientLastSeen(opts.metrics.clientLastTransfer, 4096);
-    this.admission = new TransferAdmission(opts.admission);
+    this.admission = opts.createAdmission
+      ? opts.createAdmission<ActiveTransfer>(opts.admission)
+      : new TransferAdmission<ActiveTransfer>(opts.admission);
+    this.admission.onEvicted?.((victim) => this.evict(victim));
     this.evictions = new EvictionSummary(opts.logger);
-    opts.metrics.transferMemoryBudget.set(opts.admission.memoryBudgetBytes);
+    if (!opts.createAdmission)
+      opts.metrics.transferMemoryBudget.set(opts.admission.memoryBudgetBytes);
   }
 
   get port(): number {
@@ -131,6 +187,11 @@ export class TftpServer {
       t.abortResolve.abort();
       t.shell?.abort('server shutting down');
     }
+  }
+
+  /** Worker mode: a worker's refusal, sent from the listening socket it names. */
+  sendFromListener(local: string, packet: Buffer, port: number, address: string): void {
+    this.listeners.send(local, packet, port, address);
   }
 
   private sendError(local: string, rinfo: RemoteInfo, code: number, message: string): void {
@@ -195,6 +256,16 @@ export class TftpServer {
   private onReadRequest(local: string, req: RequestPacket, rinfo: RemoteInfo): void {
     if (this.draining) return;
     if (this.opts.admitRequest && !this.opts.admitRequest(rinfo, req.filename)) return;
+    if (this.opts.handOff) return this.opts.handOff(local, req, rinfo);
+    this.acceptRequest(local, req, rinfo);
+  }
+
+  /**
+   * A read request to serve here: from the listeners, or (in a worker) handed over by the
+   * main thread, which has already applied the gates of `onReadRequest`.
+   */
+  acceptRequest(local: string, req: RequestPacket, rinfo: RemoteInfo): void {
+    if (this.draining) return;
     const key = `${local}|${rinfo.address}|${rinfo.port}`;
     const request = requestIdentity(req);
     const existing = this.transfers.get(key);
@@ -234,30 +305,41 @@ export class TftpServer {
       this.refuse(local, rinfo, TftpError.AccessViolation, 'access violation', path.reason, fields);
       return;
     }
-    // The ticket is set right below, before anything reads it (admission keeps the entry).
-    const entry = {
+    const entry: ActiveTransfer = {
       clientIp,
       key,
       request,
       shell: null,
       abortResolve: new AbortController(),
       released: false,
-    } as Omit<ActiveTransfer, 'ticket'> as ActiveTransfer;
-    const admitted = this.admission.request(clientKeyOf(rinfo.address), entry);
+    };
+    // Held while admission answers, so that a repeat of the request is absorbed meanwhile.
+    this.transfers.set(key, entry);
+    this.opts.metrics.activeTransfers.inc();
+    void this.admitAndServe(local, req, rinfo, entry, path.components, fields).catch(
+      (err: Error) => {
+        this.opts.logger.error({ ...fields, err: err.message }, 'Request failed unexpectedly');
+        this.sendError(local, rinfo, TftpError.NotDefined, 'internal error');
+        this.release(entry);
+      },
+    );
+  }
+
+  private async admitAndServe(...args: ServeArgs): Promise<void> {
+    const [local, , rinfo, entry, , fields] = args;
+    const admitted = await this.admission.request(clientKeyOf(rinfo.address), entry);
     if (!admitted.ok) {
+      if (entry.released) return;
+      this.release(entry);
       this.refuse(local, rinfo, TftpError.NotDefined, 'server busy', admitted.reason, fields);
       return;
     }
     entry.ticket = admitted.ticket;
-    this.transfers.set(key, entry);
-    this.opts.metrics.activeTransfers.inc();
+    // Superseded or shut down while admission answered.
+    if (entry.released) return void this.admission.release(admitted.ticket);
     for (const victim of admitted.evicted) this.evict(victim);
     this.syncAdmissionGauges();
-    void this.serve(local, req, rinfo, entry, path.components, fields).catch((err: Error) => {
-      this.opts.logger.error({ ...fields, err: err.message }, 'Request failed unexpectedly');
-      this.sendError(local, rinfo, TftpError.NotDefined, 'internal error');
-      this.release(entry);
-    });
+    await this.serve(...args);
   }
 
   /**
@@ -269,7 +351,7 @@ export class TftpServer {
   private evict(entry: ActiveTransfer): void {
     this.opts.metrics.refused.inc({ reason: 'pending-evicted' });
     this.opts.logger.debug({ client: entry.clientIp }, 'Unproven request evicted');
-    this.evictions.note(entry.ticket.subnet);
+    this.evictions.note(entry.ticket?.subnet ?? subnetOf(entry.clientIp));
     entry.abortResolve.abort();
     if (entry.shell) entry.shell.refuse('server busy');
     else this.release(entry);
@@ -278,7 +360,8 @@ export class TftpServer {
   private release(entry: ActiveTransfer): void {
     if (entry.released) return;
     entry.released = true;
-    this.admission.release(entry.ticket);
+    // Without a ticket yet, admitAndServe releases the one admission gives it.
+    if (entry.ticket) this.admission.release(entry.ticket);
     this.syncAdmissionGauges();
     if (this.transfers.get(entry.key) === entry) this.transfers.delete(entry.key);
     this.opts.metrics.activeTransfers.dec();
@@ -286,28 +369,27 @@ export class TftpServer {
   }
 
   private syncAdmissionGauges(): void {
-    this.opts.metrics.transfersPending.set(this.admission.pending);
-    this.opts.metrics.transferMemory.set(this.admission.memoryReserved);
+    // A worker's proxy keeps no counts: the authority on the main thread sets the gauges.
+    const { pending, memoryReserved } = this.admission;
+    if (pending === undefined || memoryReserved === undefined) return;
+    this.opts.metrics.transfersPending.set(pending);
+    this.opts.metrics.transferMemory.set(memoryReserved);
   }
 
   /** The client's first ACK: the transfer takes its slot and memory, or is refused. */
-  private claim(entry: ActiveTransfer, bytes: number, fields: object): boolean {
-    const r = this.admission.prove(entry.ticket, bytes);
-    this.syncAdmissionGauges();
-    if (r.ok) return true;
-    this.opts.metrics.refused.inc({ reason: r.reason });
-    this.opts.logger.info({ ...fields, reason: r.reason, bytes }, 'Request refused');
-    return false;
+  private claim(entry: ActiveTransfer, bytes: number, fields: object): boolean | Promise<boolean> {
+    const answered = (r: ProveResult): boolean => {
+      this.syncAdmissionGauges();
+      if (r.ok) return true;
+      this.opts.metrics.refused.inc({ reason: r.reason });
+      this.opts.logger.info({ ...fields, reason: r.reason, bytes }, 'Request refused');
+      return false;
+    };
+    const r = this.admission.prove(entry.ticket!, bytes);
+    return r instanceof Promise ? r.then(answered) : answered(r);
   }
 
-  private async serve(
-    local: string,
-    req: RequestPacket,
-    rinfo: RemoteInfo,
-    entry: ActiveTransfer,
-    components: string[],
-    fields: { client: string; clientPort: number; file: string },
-  ): Promise<void> {
+  private async serve(...[local, req, rinfo, entry, components, fields]: ServeArgs): Promise<void> {
     const { result, unavailable } = await resolveInView(
       this.opts.sources,
       { clientIp: entry.clientIp, components, raw: req.filename },

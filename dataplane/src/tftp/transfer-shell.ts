@@ -29,9 +29,10 @@ export interface TransferResult {
 export interface TransferHooks {
   /**
    * The client proved it exists (its first ACK): take the transfer's slot and memory
-   * (admission). False refuses it: the client gets ERROR 0 "server busy".
+   * (admission). False refuses it: the client gets ERROR 0 "server busy". A worker asks
+   * the main thread, so the answer may come later (the transfer waits in `claiming`).
    */
-  claim(): boolean;
+  claim(): boolean | Promise<boolean>;
   onRetransmit(): void;
   /** An ERROR packet was sent to the client. */
   onErrorSent(code: number): void;
@@ -141,16 +142,25 @@ export class TransferShell {
           this.timer = setTimeout(() => this.dispatch({ type: 'timeout' }), a.ms);
         }
         break;
-      case 'claim':
+      case 'claim': {
         // Always the last action of its step: answering it here cannot reorder anything.
-        this.dispatch(
-          this.hooks.claim() ? { type: 'claimed' } : { type: 'refused', message: 'server busy' },
-        );
+        const answer = this.hooks.claim();
+        if (typeof answer === 'boolean') this.answerClaim(answer);
+        else
+          answer.then(
+            (ok) => this.answerClaim(ok),
+            () => this.answerClaim(false),
+          );
         break;
+      }
       case 'finish':
         this.finish(a.outcome, a.detail);
         break;
     }
+  }
+
+  private answerClaim(ok: boolean): void {
+    this.dispatch(ok ? { type: 'claimed' } : { type: 'refused', message: 'server busy' });
   }
 
   /** The socket is connected to the client: no address to resolve per packet. */

@@ -320,7 +320,9 @@ export function step(s: TransferState, e: TransferEvent): TransferAction[] {
       break;
 
     case 'timeout': {
-      // ('claiming' never sees one: the shell answers a claim within the same step.)
+      // Not while 'claiming': in a worker the claim's answer takes a message from the main
+      // thread; the timer stays quiet until then (a lost answer is bounded by the worker's
+      // admission proxy, which refuses after its own timeout).
       if (s.phase !== 'oack' && s.phase !== 'data') break;
       s.waitedMs += s.armedMs;
       s.retries += 1;

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
+import type { EventEmitter } from 'node:events';
 import { NbdConfigWatcher } from '../../config/nbd-config-watcher.ts';
+import type { NbdConfigWatcherEvents } from '../../config/nbd-config-watcher.ts';
 import type { DataplaneMetrics } from '../../metrics.ts';
 import type { DiskConnector } from '../disk-session.ts';
 import type { NbdTargetGate } from '../nbd-target-gate.ts';
@@ -16,6 +18,13 @@ import { DiskRegistry } from './disk-registry.ts';
 import { createGuestfsConnector } from './guestfs-connector.ts';
 import type { KvmMode } from './kvm-probe.ts';
 import { NbdSource } from './nbd-source.ts';
+
+/**
+ * Where configs come from: the config dir's watcher (the default), or in worker mode the
+ * main thread's watcher, relaying only the configs of the worker's own clients (workers/).
+ */
+export type ConfigFeed = EventEmitter<NbdConfigWatcherEvents> &
+  Pick<NbdConfigWatcher, 'start' | 'stop' | 'status'>;
 
 export interface NbdSourceOptions {
   root: string;
@@ -54,6 +63,8 @@ export interface NbdSourceOptions {
   rescanIntervalS?: number;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Instead of watching the config dir here. */
+  configs?: ConfigFeed;
 }
 
 export interface NbdSourceHandle {
@@ -99,12 +110,14 @@ export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
     ...(opts.retryBaseMs !== undefined ? { retryBaseMs: opts.retryBaseMs } : {}),
     ...(opts.retryMaxMs !== undefined ? { retryMaxMs: opts.retryMaxMs } : {}),
   });
-  const watcher = new NbdConfigWatcher({
-    dir: opts.configDir ?? opts.root,
-    logger,
-    metrics: opts.metrics,
-    rescanIntervalMs: (opts.rescanIntervalS ?? 10) * 1000,
-  });
+  const watcher: ConfigFeed =
+    opts.configs ??
+    new NbdConfigWatcher({
+      dir: opts.configDir ?? opts.root,
+      logger,
+      metrics: opts.metrics,
+      rescanIntervalMs: (opts.rescanIntervalS ?? 10) * 1000,
+    });
   watcher.on('added', (ip, config, file) => registry.setConfig(ip, config, file));
   watcher.on('changed', (ip, config, _prev, file) => registry.setConfig(ip, config, file));
   watcher.on('removed', (ip) => registry.removeConfig(ip));
