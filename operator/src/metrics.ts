@@ -74,7 +74,7 @@ export function createOperatorMetrics(
       name: 'rtftp_operator_claims',
       help: 'IP claims in the claim ledger, by state (held: a BootClient of the namespace renders it; vacant: kept for the namespace until released)',
       labelNames: ['state'] as const,
-      registers,
+      registers: controllerOnly,
     }),
     syncFiles: new Gauge({
       name: 'rtftp_operator_sync_files',
@@ -96,7 +96,7 @@ export function createOperatorMetrics(
       name: 'rtftp_operator_sync_ignored_configmaps_total',
       help: 'sync mode: labelled ConfigMaps not served because the operator did not write them, by reason (name: not one of its shard names; owner: without its managed-by label); once per object version',
       labelNames: ['reason'] as const,
-      registers,
+      registers: syncOnly,
     }),
   };
 }
