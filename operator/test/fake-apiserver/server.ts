@@ -71,10 +71,20 @@ export class FakeApiServer {
     this.onRequest = options.onRequest;
   }
 
-  async listen(): Promise<string> {
+  /**
+   * Listens on `port` (0: any free one). After close() it can listen again, on the same
+   * port, with its store intact: an API server that went away and came back.
+   */
+  async listen(port = 0): Promise<string> {
     this.server = createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 60_000;
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, '127.0.0.1', () => {
+        this.server!.off('error', reject);
+        resolve();
+      });
+    });
     return this.url;
   }
 
