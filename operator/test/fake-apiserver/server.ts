@@ -94,17 +94,7 @@ export class FakeApiServer {
 
   /** Writes a kubeconfig pointing at this server (a token the server ignores). */
   writeKubeconfig(path: string, namespace = 'default'): string {
-    const kc = {
-      apiVersion: 'v1',
-      kind: 'Config',
-      // client-node refuses plain http unless told to skip TLS verification.
-      clusters: [{ name: 'fake', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'fake', user: { token: 'fake-token' } }],
-      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake', namespace } }],
-      'current-context': 'fake',
-    };
-    writeFileSync(path, JSON.stringify(kc, null, 2));
-    return path;
+    return writeKubeconfig(this.url, path, namespace);
   }
 
   async close(): Promise<void> {
@@ -363,6 +353,21 @@ export class FakeApiServer {
     res.on('close', conn.close);
     this.watches.add(conn);
   }
+}
+
+/** A kubeconfig for a server at `url` (this one, or a proxy in front of it). */
+export function writeKubeconfig(url: string, path: string, namespace = 'default'): string {
+  const kc = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    // client-node refuses plain http unless told to skip TLS verification.
+    clusters: [{ name: 'fake', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'fake', user: { token: 'fake-token' } }],
+    contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake', namespace } }],
+    'current-context': 'fake',
+  };
+  writeFileSync(path, JSON.stringify(kc, null, 2));
+  return path;
 }
 
 function notFound(def: ResourceDef, name: string): ApiError {
