@@ -31,7 +31,7 @@ export function createOperatorMetrics(
     buildInfo: buildInfoGauge(registers, component),
     reconciles: new Counter({
       name: 'rtftp_operator_reconciles_total',
-      help: 'Reconciles, by controller (render: all configs; status: one BootClient) and result (success, error, requeue)',
+      help: 'Reconciles, by controller (render: all configs; ready: the Ready condition of all BootClients; status: one BootClient) and result (success, error, requeue)',
       labelNames: ['controller', 'result'] as const,
       registers: controllerOnly,
     }),
@@ -44,7 +44,7 @@ export function createOperatorMetrics(
     }),
     bootClients: new Gauge({
       name: 'rtftp_operator_bootclients',
-      help: 'BootClients by condition type and status, as last rendered (Accepted, Rendered, Conflict)',
+      help: 'BootClients by condition type and status, as last rendered (Accepted, Rendered, Conflict, Ready)',
       labelNames: ['condition', 'status'] as const,
       registers: controllerOnly,
     }),
@@ -62,6 +62,12 @@ export function createOperatorMetrics(
     leader: new Gauge({
       name: 'rtftp_operator_leader',
       help: '1 while this replica holds the leader Lease and writes, else 0',
+      registers: controllerOnly,
+    }),
+    dataplaneReports: new Gauge({
+      name: 'rtftp_operator_dataplane_reports',
+      help: "Dataplane nodes' sync reports (per-node Leases), by state: live (renewed in time, counted for Ready) or stale (taken as a dead node)",
+      labelNames: ['state'] as const,
       registers: controllerOnly,
     }),
     apiWrites: new Counter({
@@ -90,6 +96,18 @@ export function createOperatorMetrics(
     syncErrors: new Counter({
       name: 'rtftp_operator_sync_errors_total',
       help: 'sync mode: failed directory syncs (retried)',
+      registers: syncOnly,
+    }),
+    syncNodeSnapshotWrites: new Counter({
+      name: 'rtftp_operator_sync_node_snapshot_writes_total',
+      help: 'sync mode: writes of the config snapshot kept on the node (--snapshot-dir), by result (success, error)',
+      labelNames: ['result'] as const,
+      registers: syncOnly,
+    }),
+    syncReportWrites: new Counter({
+      name: 'rtftp_operator_sync_report_writes_total',
+      help: "sync mode: writes of this node's report Lease (the shard versions it applied), by result (success, error)",
+      labelNames: ['result'] as const,
       registers: syncOnly,
     }),
     syncIgnored: new Counter({
