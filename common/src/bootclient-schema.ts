@@ -123,7 +123,7 @@ export const bootClientSpecSchema = {
 
 export const bootClientStatusSchema = statusSchema(
   'BootClient',
-  "Accepted (spec valid, and admitted by a BootNetwork outside the operator's namespace: reason Invalid or NotPermitted otherwise), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient, or another namespace, holds the IP), Ready (every live dataplane node serves its current config: message \"served by N/M nodes\").",
+  'Accepted (spec valid, and admitted by a BootNetwork outside the operator\'s namespace: reason Invalid or NotPermitted otherwise), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient, or another namespace, holds the IP), Ready (every live dataplane node serves its current config: message "served by N/M nodes").',
   'Accepted, Rendered, Conflict or Ready.',
 );
 
