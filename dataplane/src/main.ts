@@ -74,6 +74,7 @@ async function main(): Promise<number> {
     stallTimeoutMs: opts.stallTimeoutS * 1000,
     maxWindowBytes: opts.maxWindowBytes,
     ...(snapshotGate ? { admitRequest: snapshotGate.admit.bind(snapshotGate) } : {}),
+    serials: disks.serials,
   });
   try {
     await server.start();
