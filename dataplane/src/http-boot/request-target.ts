@@ -1,7 +1,9 @@
 /**
  * The file name an HTTP request asks for, from its request target (RFC 9112 §3.2): the
  * path of origin-form (`/boot.ipxe?x=1`) or absolute-form (`http://host/boot.ipxe`),
- * percent-decoded as UTF-8. The query is ignored, as a static file server does (iPXE
+ * without the one leading `/` every path has (`/boot.ipxe` names what a TFTP client asks
+ * as `boot.ipxe`; `//grub/grub.cfg` what GRUB asks as `/grub/grub.cfg`), percent-decoded
+ * as UTF-8. The query is ignored, as a static file server does (iPXE
  * scripts may append one). What the name may then reach is decided where it is for TFTP
  * (sources/request-path.ts, via client-identity.ts): this module only decodes, and
  * answers 400 for a target that is not one.
@@ -43,7 +45,7 @@ export function parseRequestTarget(target: string | undefined): TargetParse {
   if (path.includes('#')) return { ok: false, reason: 'fragment in request target' };
   const query = path.indexOf('?');
   if (query >= 0) path = path.slice(0, query);
-  const name = decodePath(path);
+  const name = decodePath(path.slice(1));
   if (name === null) return { ok: false, reason: 'malformed percent-encoding' };
   return { ok: true, name };
 }
