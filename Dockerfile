@@ -113,19 +113,33 @@ RUN --mount=type=bind,from=node,source=/out,target=/mnt/node \
     apt-get update \
 # No initramfs for the kernel (INITRD=No): the appliance boots an initrd supermin makes.
  && INITRD=No apt-get install -y --no-install-recommends \
-      guestfish libguestfs-tools linux-image-amd64 tini libcap2-bin e2fsprogs \
+      guestfish libguestfs-tools linux-image-amd64 tini libcap2-bin e2fsprogs xz-utils \
+# The appliance's kernel is the one just installed, named explicitly: not the build host's
+# (`uname -r` in a build container reports the host's kernel).
+ && { set -- /lib/modules/*; [ $# -eq 1 ] || { echo "expected one kernel: $*" >&2; exit 1; }; } \
+ && kernel=${1##*/} \
+# Every module of it goes into the appliance, xz-compressed: ~100 MB instead of ~400 MB.
+# The appliance's kmod loads .ko.xz; supermin unpacks the few its initrd needs.
+ && find /lib/modules/$kernel -name '*.ko' -print0 \
+      | xargs -0 -r -n 64 -P "$(nproc)" xz -0 --check=crc32 \
+ && depmod $kernel \
  && mkdir -p /usr/lib/rtftp/appliance \
 # It launches the appliance once to check it: under TCG, since a build host has no KVM
 # or, nested, a broken one (qemu then hangs instead of falling back).
- && LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg \
+ && SUPERMIN_KERNEL=/boot/vmlinuz-$kernel SUPERMIN_MODULES=/lib/modules/$kernel \
+      LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg \
       libguestfs-make-fixed-appliance /usr/lib/rtftp/appliance \
 # Its root is a sparse 4 GiB ext2 image and image layers keep no holes: shrink the file
-# system to its content and cut the file there. (shrink-appliance-root)
+# system to its content, then give it 32 MiB of free space back. The appliance writes to
+# its root as it runs (/etc/machine-id, /tmp/lvm, and the daemon captures every command's
+# output in /tmp files): on a full root those writes fail with ENOSPC, and libguestfs'
+# list-filesystems fails with "ls exited with status 2" (docs/images.md, "The appliance's
+# free space"). What it writes was measured under 1 MiB. (shrink-appliance-root)
  && cd /usr/lib/rtftp/appliance \
  && e2fsck -fy root && resize2fs -M root \
  && blocks=$(dumpe2fs -h root 2>/dev/null | sed -n 's/^Block count: *//p') \
  && block_size=$(dumpe2fs -h root 2>/dev/null | sed -n 's/^Block size: *//p') \
- && truncate -s $((blocks * block_size)) root \
+ && resize2fs root $((blocks * block_size / 1024 + 32768))K \
  && cd / && chmod -R a+rX /usr/lib/rtftp/appliance \
 # ... and uses it once as the dataplane will: list the file systems of a disk, mount, read.
  && LIBGUESTFS_PATH=/usr/lib/rtftp/appliance LIBGUESTFS_BACKEND=direct \
@@ -134,6 +148,8 @@ RUN --mount=type=bind,from=node,source=/out,target=/mnt/node \
  && rm -f /tmp/appliance-check.img \
  && cp /mnt/node/node /usr/local/bin/node \
  && setcap cap_net_bind_service=+ep /usr/local/bin/node \
+# The compressed modules are no package's files: the purge would leave them behind.
+ && rm -rf /lib/modules/$kernel \
 # (libcap2-bin stays: iproute2, which libguestfs needs, depends on it.)
  && apt-get purge -y --auto-remove libguestfs-tools \
       $(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 'linux-image-*' | awk '$1 == "ii" {print $2}') \

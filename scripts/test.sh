@@ -22,14 +22,9 @@ if [ $# -eq 0 ]; then
 fi
 
 # The images, built from the Dockerfile and run as the chart's pods (docs/images.md): after
-# every other suite, on a full run only. The container tests must run here, not skip.
-# The full dataplane image is opt-in (RTFTP_TEST_FULL_IMAGE=1) until its in-build appliance
-# passes libguestfs' list-filesystems (docs/images.md, "Known problem").
+# every other suite, on a full run only. All three, the full dataplane image included (its
+# build boots its libguestfs appliance under TCG); the container tests must run here, not skip.
 if [ $# -eq 0 ]; then
-  if [ "${RTFTP_TEST_FULL_IMAGE:-}" = 1 ]; then
-    ./scripts/build-image.sh
-  else
-    ./scripts/build-image.sh --target operator --target dataplane-native
-  fi
+  ./scripts/build-image.sh
   RTFTP_REQUIRE_CONTAINERS=1 node scripts/run-tests.mjs e2e/containers/
 fi

@@ -78,7 +78,7 @@ describe('chart security', { skip }, () => {
       const tftp = containerOf(ds, 'tftp');
       assert.deepEqual(tftp.command, ['/usr/bin/tini', '--', 'node', '/app/bin/rtftp.js']);
       // Everything "restricted" asks of a container holds; only the host network and the
-      // hostPath root keep the pod out of that level.
+      // hostPaths (the root, the sidecar's node snapshot) keep the pod out of that level.
       assert.deepEqual(
         restrictedContainerViolations(tftp, podSpecOf(ds).securityContext),
         [],
@@ -90,26 +90,36 @@ describe('chart security', { skip }, () => {
       assert.deepEqual(baselineViolations(podSpecOf(ds)), [
         'hostNetwork=true',
         'volume root is a hostPath',
+        'volume node-snapshot is a hostPath',
       ]);
     }
   });
 
-  test('no dataplane container is privileged, adds more than NET_BIND_SERVICE, or writes outside emptyDirs', () => {
+  test("no dataplane container is privileged, adds more than NET_BIND_SERVICE, or writes outside emptyDirs and the sidecar's own node-snapshot hostPath", () => {
     for (const [name, values] of Object.entries(VALUE_SETS)) {
       const ds = findObject(renderChart(values), 'DaemonSet');
       const pod = podSpecOf(ds);
-      for (const c of pod.containers) {
+      const initContainers = (pod.initContainers ?? []) as typeof pod.containers;
+      for (const c of [...pod.containers, ...initContainers]) {
+        const init = initContainers.includes(c);
         assert.notEqual(c.securityContext?.privileged, true, `${name}/${c.name}`);
         assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], `${name}/${c.name}`);
+        // The one init container chowns the node-snapshot directory: CHOWN, nothing else.
+        const added = c.securityContext?.capabilities?.add ?? [];
+        const allowed = init ? 'CHOWN' : 'NET_BIND_SERVICE';
         assert.ok(
-          (c.securityContext?.capabilities?.add ?? []).every((cap) => cap === 'NET_BIND_SERVICE'),
+          added.every((cap) => cap === allowed),
+          `${name}/${c.name}: ${added.join()}`,
         );
         assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${name}/${c.name}`);
+        if (init)
+          assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${name}/${c.name}`);
         for (const m of c.volumeMounts ?? []) {
           if (m.readOnly || m.mountPath === '/dev/kvm') continue;
           const volume = pod.volumes?.find((v) => v.name === m.name);
+          const ownHostPath = m.name === 'node-snapshot' && (init || c.name === 'config-sync');
           assert.ok(
-            volume && 'emptyDir' in volume,
+            volume && ('emptyDir' in volume || ownHostPath),
             `${name}/${c.name}: ${m.mountPath} is writable and not an emptyDir`,
           );
         }
@@ -157,8 +167,10 @@ describe('chart security', { skip }, () => {
         assert.ok(!rule.resources.includes('secrets'), role.metadata.name);
       }
     }
+    // ConfigMaps: read; Leases: its node's report (create, patch: chart-node-snapshot.test.ts).
     assert.deepEqual(rulesOf(findObject(objects, 'Role', '-dataplane-config-sync')), [
       { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create', 'patch'] },
     ]);
     assert.deepEqual(rulesOf(findObject(objects, 'Role', '-operator-bootclients')), [
       { apiGroups: ['rtftp.io'], resources: ['bootclients'], verbs: ['get', 'list', 'watch'] },

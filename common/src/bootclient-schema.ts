@@ -123,8 +123,8 @@ export const bootClientSpecSchema = {
 
 export const bootClientStatusSchema = statusSchema(
   'BootClient',
-  "Accepted (spec valid, and admitted by a BootNetwork outside the operator's namespace: reason Invalid or NotPermitted otherwise), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient, or another namespace, holds the IP).",
-  'Accepted, Rendered or Conflict.',
+  'Accepted (spec valid, and admitted by a BootNetwork outside the operator\'s namespace: reason Invalid or NotPermitted otherwise), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient, or another namespace, holds the IP), Ready (every live dataplane node serves its current config: message "served by N/M nodes").',
+  'Accepted, Rendered, Conflict or Ready.',
 );
 
 /** The CustomResourceDefinition object, as written to crds/. */
@@ -150,7 +150,13 @@ export function buildBootClientCrd() {
         name: 'Rendered',
         type: 'string',
         jsonPath: conditionColumn('Rendered'),
-        description: 'Config served',
+        description: 'Config rendered',
+      },
+      {
+        name: 'Ready',
+        type: 'string',
+        jsonPath: conditionColumn('Ready'),
+        description: 'Served by every live dataplane node',
       },
     ],
     description:

@@ -15,7 +15,8 @@
  *   does not (--read-only-tmpfs=false): only the chart's emptyDirs are writable.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   containerOf,
   findObject,
@@ -26,6 +27,7 @@ import {
   type K8sObject,
   type PodSpec,
 } from '../../charts/test/helm.ts';
+import { SNAPSHOT_MARKER } from '../../dataplane/src/config/snapshot-gate.ts';
 import { startProcess, type TrackedProcess } from '../harness/processes.ts';
 
 /** The names scripts/build-image.sh gives the images; the chart renders them with these values. */
@@ -55,6 +57,19 @@ function missingReason(images: string[]): string | undefined {
       return `${image} is not built: run scripts/build-image.sh`;
   }
   return undefined;
+}
+
+/**
+ * Stands in for the chart's config-sync sidecar where a test runs the dataplane container
+ * alone: the chart runs the dataplane with `--require-snapshot`, which answers nothing until
+ * the config dir holds a complete snapshot marker (dataplane/src/config/snapshot-gate.ts).
+ * Written as the sidecar writes it: after the configs, a temp file renamed into place.
+ */
+export function writeCompleteSnapshot(configDir: string): void {
+  const tmp = join(configDir, '.snapshot.tmp');
+  const marker = { complete: true, source: 'api', resourceVersions: {}, syncedAt: new Date() };
+  writeFileSync(tmp, JSON.stringify(marker), { mode: 0o644 });
+  renameSync(tmp, join(configDir, SNAPSHOT_MARKER));
 }
 
 /** The rendered objects for the built images plus `values`. */

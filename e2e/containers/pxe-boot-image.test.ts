@@ -17,6 +17,7 @@ import {
   renderForBuiltImages,
   renderedContainer,
   runContainer,
+  writeCompleteSnapshot,
   type RunningContainer,
 } from './pod.ts';
 
@@ -42,6 +43,7 @@ describe('PXE boot from the dataplane image', { skip: skip ?? false }, () => {
     const configs = join(lab.workDir, 'configs');
     const tmp = join(lab.workDir, 'tmp');
     await mkdir(configs);
+    writeCompleteSnapshot(configs);
     await mkdir(tmp);
     await chmod(tmp, 0o1777);
     const rendered = renderedContainer(

@@ -40,3 +40,36 @@ test('flags can come from the environment', () => {
   const a = parseCli([], { POD_NAMESPACE: 'n', RTFTP_OPERATOR_SHARDS: '4' });
   assert.ok(a !== 'help' && a.mode === 'controller' && a.shards === 4);
 });
+
+test('sync: the node snapshot, the node name and the report Lease timing', () => {
+  const a = parseCli(
+    [
+      'sync',
+      '--dir',
+      '/run/cfg',
+      '--snapshot-dir',
+      '/var/lib/rtftp/configs',
+      '--report-interval',
+      '5',
+    ],
+    { POD_NAMESPACE: 'n', NODE_NAME: 'worker-3', POD_NAME: 'dp-x2x9k' },
+  );
+  assert.ok(a !== 'help' && a.mode === 'sync');
+  assert.deepEqual(
+    [a.snapshotDir, a.nodeName, a.identity, a.reportIntervalMs, a.reportLeaseDurationSeconds],
+    ['/var/lib/rtftp/configs', 'worker-3', 'dp-x2x9k', 5000, 40],
+  );
+  const none = parseCli(['sync', '--dir', '/run/cfg'], { POD_NAMESPACE: 'n', NODE_NAME: '' });
+  assert.ok(none !== 'help' && none.mode === 'sync');
+  assert.deepEqual([none.snapshotDir, none.nodeName], ['', '']);
+  for (const argv of [
+    ['--snapshot-dir', '/run/cfg/'],
+    ['--report-interval', '30', '--report-lease-duration', '40'],
+    ['--report-lease-duration', '0'],
+  ])
+    assert.throws(
+      () => parseCli(['sync', '--dir', '/run/cfg', ...argv], { POD_NAMESPACE: 'n' }),
+      UsageError,
+      argv.join(' '),
+    );
+});

@@ -6,6 +6,7 @@
  * defaults to POD_NAMESPACE (downward API). Bad arguments throw a UsageError: one line, exit 2.
  */
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseCidr, type Cidr } from '../../common/src/cidr.ts';
 import { DEFAULT_CLAIM_RETENTION_S } from './controller/claims.ts';
@@ -53,6 +54,16 @@ export interface SyncArgs extends Common {
   dir: string;
   /** The operator's --shards: only rtftp-configs-00 … -(N-1) are served. */
   shards: number;
+  /** Where the last complete snapshot is kept on the node (a hostPath); '' = not kept. */
+  snapshotDir: string;
+  /** The node's name (downward API spec.nodeName); '' = no report to the operator. */
+  nodeName: string;
+  /** Holder identity of the report Lease: the pod name. */
+  identity: string;
+  /** How often the report Lease is renewed. */
+  reportIntervalMs: number;
+  /** A report not renewed for this long is stale: the operator takes the node as dead. */
+  reportLeaseDurationSeconds: number;
 }
 
 const OPTIONS = {
@@ -78,6 +89,10 @@ const OPTIONS = {
   'pod-cidrs': { type: 'string' },
   'claim-retention': { type: 'string' },
   'resolve-interval': { type: 'string' },
+  'snapshot-dir': { type: 'string' },
+  'node-name': { type: 'string' },
+  'report-interval': { type: 'string' },
+  'report-lease-duration': { type: 'string' },
   help: { type: 'boolean' },
 } as const;
 
@@ -85,7 +100,8 @@ export const USAGE = `usage: rtftp-operator [controller] [--namespace NS] [--wat
          [--shards N] [--workers N] [--lease-name NAME] [--lease-duration S] [--renew-deadline S] [--retry-period S]
          [--identity ID] [--watch-timeout S] [--log-level LEVEL]
          [--service-cidrs CIDR,...] [--pod-cidrs CIDR,...] [--claim-retention S] [--resolve-interval S]
-       rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--shards N] [--metrics-port N] [--metrics-listen ADDR] [--probe-port N] [--watch-timeout S]`;
+       rtftp-operator sync --dir DIR [--namespace NS] [--selector LABELS] [--shards N] [--metrics-port N] [--metrics-listen ADDR] [--probe-port N] [--watch-timeout S]
+         [--snapshot-dir DIR] [--node-name NODE] [--identity POD] [--report-interval S] [--report-lease-duration S]`;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -134,7 +150,27 @@ export function parseCli(
   if (mode === 'sync') {
     const dir = get('dir');
     if (!dir) throw new UsageError('sync needs --dir DIR (the directory the dataplane reads)');
-    return { ...common, mode, dir, selector: get('selector') ?? RENDERED_SELECTOR, shards };
+    const snapshotDir = get('snapshot-dir') ?? '';
+    if (snapshotDir && resolve(snapshotDir) === resolve(dir))
+      throw new UsageError('--snapshot-dir must not be --dir: the dataplane reads --dir');
+    const reportIntervalMs = num('report-interval', 10, 0.1, 3600, false) * 1000;
+    const reportLeaseDurationSeconds = num('report-lease-duration', 40, 1, 3600);
+    if (reportLeaseDurationSeconds * 1000 < 2 * reportIntervalMs)
+      throw new UsageError(
+        '--report-lease-duration must be at least twice --report-interval (one late renewal must not make a live node look dead)',
+      );
+    return {
+      ...common,
+      mode,
+      dir,
+      selector: get('selector') ?? RENDERED_SELECTOR,
+      shards,
+      snapshotDir,
+      nodeName: get('node-name') || env.NODE_NAME || '',
+      identity: get('identity') || env.POD_NAME || `${hostname()}-${process.pid}`,
+      reportIntervalMs,
+      reportLeaseDurationSeconds,
+    };
   }
   const cidrs = (flag: string): Cidr[] =>
     (get(flag) ?? '')

@@ -31,7 +31,7 @@ export function createOperatorMetrics(
     buildInfo: buildInfoGauge(registers, component),
     reconciles: new Counter({
       name: 'rtftp_operator_reconciles_total',
-      help: 'Reconciles, by controller (render: all configs; status: one BootClient) and result (success, error, requeue)',
+      help: 'Reconciles, by controller (render: all configs; ready: the Ready condition of all BootClients; status: one BootClient) and result (success, error, requeue)',
       labelNames: ['controller', 'result'] as const,
       registers: controllerOnly,
     }),
@@ -44,7 +44,7 @@ export function createOperatorMetrics(
     }),
     bootClients: new Gauge({
       name: 'rtftp_operator_bootclients',
-      help: 'BootClients by condition type and status, as last rendered (Accepted, Rendered, Conflict)',
+      help: 'BootClients by condition type and status, as last rendered (Accepted, Rendered, Conflict, Ready)',
       labelNames: ['condition', 'status'] as const,
       registers: controllerOnly,
     }),
@@ -64,6 +64,12 @@ export function createOperatorMetrics(
       help: '1 while this replica holds the leader Lease and writes, else 0',
       registers: controllerOnly,
     }),
+    dataplaneReports: new Gauge({
+      name: 'rtftp_operator_dataplane_reports',
+      help: "Dataplane nodes' sync reports (per-node Leases), by state: live (renewed in time, counted for Ready) or stale (taken as a dead node)",
+      labelNames: ['state'] as const,
+      registers: controllerOnly,
+    }),
     apiWrites: new Counter({
       name: 'rtftp_operator_api_writes_total',
       help: 'Writes to the API server, by kind (configmap, status, event) and result (success, conflict, error)',
@@ -74,7 +80,7 @@ export function createOperatorMetrics(
       name: 'rtftp_operator_claims',
       help: 'IP claims in the claim ledger, by state (held: a BootClient of the namespace renders it; vacant: kept for the namespace until released)',
       labelNames: ['state'] as const,
-      registers,
+      registers: controllerOnly,
     }),
     syncFiles: new Gauge({
       name: 'rtftp_operator_sync_files',
@@ -92,11 +98,23 @@ export function createOperatorMetrics(
       help: 'sync mode: failed directory syncs (retried)',
       registers: syncOnly,
     }),
+    syncNodeSnapshotWrites: new Counter({
+      name: 'rtftp_operator_sync_node_snapshot_writes_total',
+      help: 'sync mode: writes of the config snapshot kept on the node (--snapshot-dir), by result (success, error)',
+      labelNames: ['result'] as const,
+      registers: syncOnly,
+    }),
+    syncReportWrites: new Counter({
+      name: 'rtftp_operator_sync_report_writes_total',
+      help: "sync mode: writes of this node's report Lease (the shard versions it applied), by result (success, error)",
+      labelNames: ['result'] as const,
+      registers: syncOnly,
+    }),
     syncIgnored: new Counter({
       name: 'rtftp_operator_sync_ignored_configmaps_total',
       help: 'sync mode: labelled ConfigMaps not served because the operator did not write them, by reason (name: not one of its shard names; owner: without its managed-by label); once per object version',
       labelNames: ['reason'] as const,
-      registers,
+      registers: syncOnly,
     }),
   };
 }

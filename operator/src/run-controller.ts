@@ -15,7 +15,9 @@ import {
   type RenderedConfigMap,
 } from './controller/controller.ts';
 import { HostResolver } from './controller/host-resolver.ts';
-import { RENDERED_SELECTOR } from './controller/shards.ts';
+import { ShardHistory } from './controller/shard-history.ts';
+import { RENDERED_SELECTOR, shardIndexOf } from './controller/shards.ts';
+import { SyncLiveness } from './controller/sync-liveness.ts';
 import { reservedRanges } from './controller/tenancy.ts';
 import { WorkQueue } from './controller/work-queue.ts';
 import { startHttpServer } from './http/http-server.ts';
@@ -25,6 +27,7 @@ import {
   bootNetworkInformer,
   configMapInformer,
   namespaceInformer,
+  syncReportInformer,
 } from './kube/informers.ts';
 import type { Informer } from './kube/informer.ts';
 import { LeaderElector } from './kube/leader-election.ts';
@@ -67,9 +70,30 @@ export async function runController(
     },
     onRestart: onRestart('bootclients'),
   });
+  // Ready: which shard versions hold which config, and what each node's sidecar applied.
+  const history = new ShardHistory();
   const configMaps = configMapInformer(apis, args.namespace, RENDERED_SELECTOR, {
     ...common,
+    onEvent: (event, cm) => {
+      const name = cm.metadata?.name ?? '';
+      if (shardIndexOf(cm) !== null) {
+        if (event === 'delete') history.forget(name);
+        else history.observe(name, cm.metadata?.resourceVersion ?? '', cm.data);
+      }
+      enqueue();
+    },
     onRestart: onRestart('configmaps'),
+  });
+  const liveness = new SyncLiveness(Date.now, (lease, reason) =>
+    log.warn({ lease, reason }, 'Sync report ignored: not a valid report Lease'),
+  );
+  const reports = syncReportInformer(apis, args.namespace, {
+    ...common,
+    onEvent: (event, lease) => {
+      const changed = event === 'delete' ? liveness.remove(lease) : liveness.upsert(lease);
+      if (changed) controller.enqueueReady();
+    },
+    onRestart: onRestart('leases'),
   });
   // Tenancy: BootClients of namespaces other than the operator's own need a BootNetwork.
   // Watching only its own namespace, the operator reads no BootNetwork at all (and needs
@@ -147,6 +171,7 @@ export async function runController(
       resolveIntervalMs: args.resolveIntervalSeconds * 1000,
       claimRetentionMs: args.claimRetentionSeconds * 1000,
     },
+    readiness: { history, liveness },
   });
   const elector: LeaderElector = new LeaderElector({
     api: apis.coordination,
@@ -170,6 +195,7 @@ export async function runController(
   const ready = () =>
     bootClients.hasSynced &&
     configMaps.hasSynced &&
+    reports.hasSynced &&
     (bootNetworks?.hasSynced ?? true) &&
     (namespaces?.hasSynced ?? true);
   const http = await startHttpServer({
@@ -183,7 +209,9 @@ export async function runController(
   bootClients.start();
   configMaps.start();
   bootNetworks?.start();
-  await Promise.all([bootClients.synced, configMaps.synced, bootNetworks?.synced]);
+  reports.start();
+  // Reports too: a Ready computed without them would flip every BootClient to False.
+  await Promise.all([bootClients.synced, configMaps.synced, bootNetworks?.synced, reports.synced]);
   log.info(
     {
       watchNamespace: args.watchNamespace || '(all)',
@@ -204,6 +232,7 @@ export async function runController(
       queue.shutDown();
       bootClients.stop();
       configMaps.stop();
+      reports.stop();
       bootNetworks?.stop();
       namespaces?.stop();
       await elector.stop();

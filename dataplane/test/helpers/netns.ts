@@ -80,6 +80,12 @@ export function createStarTopology(
         addressing === 'ipv4'
           ? [`10.99.${i + 1}.1`, `10.99.${i + 1}.2`, 24, []]
           : ['fe80::1', 'fe80::2', 64, ['nodad']];
+      if (addressing === 'ipv6-link-local') {
+        // Only the addresses we give: no kernel-made EUI-64 fe80:: address, which the
+        // client could otherwise pick as its source once its DAD finishes.
+        ip('-n', server, 'link', 'set', 'dev', srvIf, 'addrgenmode', 'none');
+        ip('-n', netns, 'link', 'set', 'dev', cliIf, 'addrgenmode', 'none');
+      }
       ip('-n', server, 'addr', 'add', `${serverAddress}/${prefix}`, 'dev', srvIf, ...extra);
       ip('-n', server, 'link', 'set', srvIf, 'up');
       ip('-n', netns, 'addr', 'add', `${address}/${prefix}`, 'dev', cliIf, ...extra);

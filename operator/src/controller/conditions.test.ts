@@ -68,3 +68,32 @@ test('Accepted=False reason NotPermitted records a NotPermitted Warning, not Inv
     { reason: 'NotPermitted', type: 'Warning', message: 'no BootNetwork' },
   ]);
 });
+
+test('Ready: an Event when it turns True and when it turns False again, none for the first False or a new count', () => {
+  const withReady = (status: 'True' | 'False', message: string): DesiredStatus => ({
+    observedGeneration: 1,
+    conditions: [
+      ...desired('True').conditions,
+      { type: 'Ready', status, reason: status === 'True' ? 'Served' : 'Syncing', message },
+    ],
+  });
+  const first = mergeStatus(undefined, withReady('False', 'served by 0/2 nodes'), 'T1');
+  assert.deepEqual(
+    first.events.map((e) => e.reason),
+    ['Accepted', 'Rendered'],
+  );
+  const counted = mergeStatus(first.status, withReady('False', 'served by 1/2 nodes'), 'T2');
+  assert.equal(counted.changed, true);
+  assert.deepEqual(counted.events, []);
+  const ready = mergeStatus(counted.status, withReady('True', 'served by 2/2 nodes'), 'T3');
+  assert.deepEqual(ready.events, [
+    { reason: 'Ready', type: 'Normal', message: 'served by 2/2 nodes' },
+  ]);
+  const more = mergeStatus(ready.status, withReady('True', 'served by 3/3 nodes'), 'T4');
+  assert.deepEqual(more.events, []);
+  assert.equal(more.status.conditions.find((c) => c.type === 'Ready')!.lastTransitionTime, 'T3');
+  const lost = mergeStatus(more.status, withReady('False', 'served by 2/3 nodes'), 'T5');
+  assert.deepEqual(lost.events, [
+    { reason: 'NotReady', type: 'Warning', message: 'served by 2/3 nodes' },
+  ]);
+});

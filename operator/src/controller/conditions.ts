@@ -6,9 +6,12 @@
 import type { Condition, BootClientStatus } from '../../../common/src/bootclient.ts';
 import type { DesiredStatus } from './render.ts';
 
-/** A transition worth an Event: reason names the Event (Accepted, Invalid, NotPermitted, Rendered, Conflict). */
+/**
+ * A transition worth an Event: reason names the Event (Accepted, Invalid, NotPermitted,
+ * Rendered, Conflict; Ready when Ready turns True, NotReady when it turns False again).
+ */
 export interface ConditionEvent {
-  reason: 'Accepted' | 'Invalid' | 'NotPermitted' | 'Rendered' | 'Conflict';
+  reason: 'Accepted' | 'Invalid' | 'NotPermitted' | 'Rendered' | 'Conflict' | 'Ready' | 'NotReady';
   type: 'Normal' | 'Warning';
   message: string;
 }
@@ -19,7 +22,14 @@ export interface MergedStatus {
   events: ConditionEvent[];
 }
 
-function eventOf(c: Condition): ConditionEvent | null {
+function eventOf(c: Condition, prev: Condition | undefined): ConditionEvent | null {
+  // Ready's message moves with every node (served by N/M): an Event only when it flips,
+  // and none for the False every new BootClient starts with.
+  if (c.type === 'Ready') {
+    if (prev?.status === c.status) return null;
+    if (c.status === 'True') return { reason: 'Ready', type: 'Normal', message: c.message };
+    return prev ? { reason: 'NotReady', type: 'Warning', message: c.message } : null;
+  }
   if (c.type === 'Accepted')
     return c.status === 'True'
       ? { reason: 'Accepted', type: 'Normal', message: c.message }
@@ -66,7 +76,7 @@ export function mergeStatus(
       changed = true;
       // An Event for news, not for a generation bump that changed nothing.
       if (flipped || prev?.reason !== d.reason) {
-        const e = eventOf(next);
+        const e = eventOf(next, prev);
         if (e) events.push(e);
       }
     }

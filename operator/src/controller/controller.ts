@@ -7,6 +7,10 @@
  *   tenancy on, it first compiles the BootNetworks, looks up the hostnames tenants' NBD
  *   URLs name (HostResolver) and reads the claim ledger back from the shards; it renders
  *   again when a vacant claim expires and when DNS answers go stale.
+ * - READY_KEY: the Ready condition of every BootClient again (ready.ts), from the last
+ *   render, the shard versions seen (shard-history.ts) and the live sync sidecars' reports
+ *   (sync-liveness.ts); after a report changed, and when the next live one would go stale.
+ *   Every render does the same.
  * - `status:<ns>/<name>`: write one BootClient's status when it changed, retrying on 409
  *   with a fresh read; record its Events. `bnstatus:<name>`: the same for a BootNetwork.
  * Errors requeue with per-key backoff; terminal ones (the request is wrong) are logged
@@ -22,6 +26,7 @@ import { mergeStatus, type ConditionEvent } from './conditions.ts';
 import { EventRecorder } from './event-recorder.ts';
 import type { HostResolver } from './host-resolver.ts';
 import { ApiCallError, type OperatorApi } from './ports.ts';
+import { readyConditions, type ReadyCondition } from './ready.ts';
 import {
   memoiseValidation,
   render,
@@ -30,17 +35,22 @@ import {
   type RenderResult,
   type TenancyInput,
 } from './render.ts';
+import type { ShardHistory } from './shard-history.ts';
 import { shardIndexOf, shardNameIndex } from './shards.ts';
+import type { SyncLiveness } from './sync-liveness.ts';
 import { compileNetworks, hostnamesToResolve, type CompiledNetworks } from './tenancy.ts';
 import type { WorkQueue } from './work-queue.ts';
 
 export const RENDER_KEY = 'render';
+export const READY_KEY = 'ready';
 const STATUS_PREFIX = 'status:';
 const NETWORK_STATUS_PREFIX = 'bnstatus:';
 /** How long to wait for the namespace informer before rendering with namespace selectors. */
 const NAMESPACES_WAIT_MS = 250;
 const MAX_CONFLICT_RETRIES = 5;
 const RENDER_DEBOUNCE_MS = 20;
+/** Reports arrive one node at a time: a burst (a rollout) costs one Ready pass. */
+const READY_DEBOUNCE_MS = 100;
 const FENCED_RETRY_MS = 250;
 
 export interface RenderedConfigMap {
@@ -87,6 +97,11 @@ export interface ControllerOptions {
   isLeader: () => boolean;
   now?: () => string;
   tenancy: TenancyOptions;
+  /** The Ready condition's inputs; the shell feeds both from its informers. */
+  readiness: {
+    history: ShardHistory;
+    liveness: SyncLiveness;
+  };
 }
 
 function sameData(a: Record<string, string> | undefined, b: Map<string, string>): boolean {
@@ -114,6 +129,9 @@ function freshestOf<T extends { metadata?: { resourceVersion?: string } }>(
 
 export class Controller {
   private last: RenderResult | undefined;
+  private ready = new Map<string, ReadyCondition>();
+  /** Nodes counted live at the last Ready pass, to log the ones that come and go. */
+  private liveNodes = new Set<string>();
   private readonly validate = memoiseValidation();
   private readonly events: EventRecorder;
   /** Status we wrote, until the informer shows it: avoids a second write from a stale cache. */
@@ -140,6 +158,11 @@ export class Controller {
     this.o.queue.addAfter(RENDER_KEY, RENDER_DEBOUNCE_MS);
   }
 
+  /** Queues a Ready pass: a sync sidecar's report changed. */
+  enqueueReady(): void {
+    this.o.queue.addAfter(READY_KEY, READY_DEBOUNCE_MS);
+  }
+
   async runWorkers(count: number): Promise<void> {
     await Promise.all(Array.from({ length: count }, () => this.worker()));
   }
@@ -148,6 +171,11 @@ export class Controller {
     for (;;) {
       const key = await this.o.queue.get();
       if (key === null) return;
+      if (!this.o.isLeader() && key === READY_KEY) {
+        // A standby writes no status; the render on taking the lead computes Ready.
+        this.o.queue.done(key);
+        continue;
+      }
       if (!this.o.isLeader()) {
         // Not leading, or a renewal is late (a long GC pause, a slow API server): keep the
         // key rather than lose it; a standby cycles only the render key, cheaply (and
@@ -156,10 +184,11 @@ export class Controller {
         this.o.queue.done(key);
         continue;
       }
-      const controller = key === RENDER_KEY ? 'render' : 'status';
+      const controller = key === RENDER_KEY ? 'render' : key === READY_KEY ? 'ready' : 'status';
       const stop = this.o.metrics.reconcileDuration.startTimer({ controller });
       try {
         if (key === RENDER_KEY) await this.reconcileAll();
+        else if (key === READY_KEY) this.reconcileReady();
         else if (key.startsWith(NETWORK_STATUS_PREFIX))
           await this.reconcileNetworkStatus(key.slice(NETWORK_STATUS_PREFIX.length));
         else await this.reconcileStatus(key.slice(STATUS_PREFIX.length));
@@ -283,6 +312,8 @@ export class Controller {
           before: current?.metadata?.resourceVersion ?? '',
           object,
         });
+        // Known before the informer delivers it: a node may report it first.
+        this.o.readiness.history.observe(name, object.metadata?.resourceVersion ?? '', object.data);
         this.o.metrics.apiWrites.inc({ kind: 'configmap', result: 'success' });
         written++;
       } catch (err) {
@@ -307,7 +338,7 @@ export class Controller {
     }
     this.last = result;
     this.o.metrics.renderedConfigs.set(result.configs.size);
-    this.countConditions(result);
+    this.computeReady();
     if (written)
       this.o.log.info(
         { configs: result.configs.size, configMapsWritten: written },
@@ -315,11 +346,7 @@ export class Controller {
       );
     for (const ip of result.expiredClaims)
       this.o.log.info({ ip }, 'Claim released: vacant for the whole retention');
-    for (const [key, desired] of result.statuses) {
-      const bc = this.freshest(key);
-      if (bc && mergeStatus(bc.status, desired, this.now()).changed)
-        this.o.queue.add(STATUS_PREFIX + key);
-    }
+    this.queueChangedStatuses();
     for (const key of this.written.keys()) if (!result.statuses.has(key)) this.written.delete(key);
     for (const [name, desired] of this.networks?.statuses ?? []) {
       const bn = this.freshestNetwork(name);
@@ -327,6 +354,65 @@ export class Controller {
         this.o.queue.add(NETWORK_STATUS_PREFIX + name);
     }
     this.scheduleNextRender(result);
+  }
+
+  /** The Ready pass: Ready again for every BootClient of the last render. */
+  private reconcileReady(): void {
+    if (!this.last) return; // the first render computes it
+    this.computeReady();
+    this.queueChangedStatuses();
+  }
+
+  /**
+   * Ready for every BootClient of the last render, from the live reports now; counts the
+   * conditions, logs nodes that came or went, and queues the next pass for when the next
+   * live report would go stale.
+   */
+  private computeReady(): void {
+    const result = this.last!;
+    const view = this.o.readiness.liveness.view();
+    this.ready = readyConditions(
+      result.statuses.keys(),
+      result.placements,
+      view.live,
+      this.o.readiness.history,
+    );
+    this.countConditions(result);
+    this.o.metrics.dataplaneReports.set({ state: 'live' }, view.live.length);
+    this.o.metrics.dataplaneReports.set({ state: 'stale' }, view.stale.length);
+    const live = new Set(view.live.map((r) => r.node));
+    for (const r of view.live)
+      if (!this.liveNodes.has(r.node))
+        this.o.log.info(
+          { node: r.node, holder: r.holder, source: r.source },
+          'Dataplane node reporting',
+        );
+    for (const r of view.stale)
+      if (this.liveNodes.has(r.node))
+        this.o.log.warn(
+          { node: r.node, holder: r.holder, leaseDurationSeconds: r.leaseDurationSeconds },
+          'Dataplane node report went stale; the node no longer counts for Ready',
+        );
+    this.liveNodes = live;
+    if (view.nextExpiryAt !== undefined)
+      this.o.queue.addAfter(READY_KEY, Math.max(0, view.nextExpiryAt - Date.now()) + 50);
+  }
+
+  /** The status a BootClient should carry: render's conditions and Ready. */
+  private desiredOf(key: string): DesiredStatus | undefined {
+    const status = this.last?.statuses.get(key);
+    const ready = this.ready.get(key);
+    if (!status || !ready) return status;
+    return { ...status, conditions: [...status.conditions, ready] };
+  }
+
+  private queueChangedStatuses(): void {
+    for (const key of this.last?.statuses.keys() ?? []) {
+      const bc = this.freshest(key);
+      const desired = this.desiredOf(key);
+      if (bc && desired && mergeStatus(bc.status, desired, this.now()).changed)
+        this.o.queue.add(STATUS_PREFIX + key);
+    }
   }
 
   /** Renders again when a vacant claim expires, and when tenants' DNS answers go stale. */
@@ -341,8 +427,8 @@ export class Controller {
 
   private countConditions(result: RenderResult): void {
     const counts = new Map<string, number>();
-    for (const s of result.statuses.values())
-      for (const c of s.conditions)
+    for (const key of result.statuses.keys())
+      for (const c of this.desiredOf(key)!.conditions)
         counts.set(`${c.type}\0${c.status}`, (counts.get(`${c.type}\0${c.status}`) ?? 0) + 1);
     this.o.metrics.bootClients.reset();
     for (const [k, n] of counts) {
@@ -369,7 +455,7 @@ export class Controller {
 
   private reconcileStatus(key: string): Promise<void> {
     const [namespace = '', name = ''] = key.split('/');
-    return this.writeStatus<BootClient>(this.last?.statuses.get(key), this.freshest(key), {
+    return this.writeStatus<BootClient>(this.desiredOf(key), this.freshest(key), {
       key,
       written: this.written,
       write: (bc, status) => this.o.api.writeStatus(bc, status),

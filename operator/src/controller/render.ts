@@ -21,11 +21,13 @@ import {
 } from '../../../common/src/bootnetwork-admission.ts';
 import { configNameOf, formatProblems, renderNbdConfig } from '../../../common/src/nbd-config.ts';
 import { claimKeyOf, formatClaim, settleClaims, type Claim, type Claimant } from './claims.ts';
+import type { Placement } from './ready.ts';
 import { configMapKeyOf, shardOf, shardName } from './shards.ts';
 
 /** A condition without its transition time: what render decides, before merging with history. */
 export interface DesiredCondition {
-  type: 'Accepted' | 'Rendered' | 'Conflict';
+  /** Ready is not render's: the controller adds it from the sync sidecars' reports (ready.ts). */
+  type: 'Accepted' | 'Rendered' | 'Conflict' | 'Ready';
   status: 'True' | 'False';
   reason: string;
   message: string;
@@ -62,6 +64,8 @@ export interface RenderResult {
   shards: Map<string, Map<string, string>>;
   /** BootClient key (`namespace/name`) → its desired status. */
   statuses: Map<string, DesiredStatus>;
+  /** BootClient key → where its config went, for every client that is Rendered. */
+  placements: Map<string, Placement>;
   /** The claim ledger to store (empty without a TenancyInput). */
   claims: Map<string, Claim>;
   /** IPs whose vacant claim ran out its retention in this render. */
@@ -268,6 +272,7 @@ export function render(
     shardBytes.set(shard, shardBytes.get(shard)! + key.length + value.length);
   }
   const configs = new Map<string, string>();
+  const placements = new Map<string, Placement>();
   // Holders in age order, so when a shard is full the older clients keep their place.
   for (const c of candidates) {
     if (settled.holders.get(c.ip) !== c) continue;
@@ -285,6 +290,7 @@ export function render(
     shardBytes.set(shard, size);
     shards.get(shard)!.set(dataKey, c.text);
     configs.set(c.fileName, c.text);
+    placements.set(c.key, { shard, key: dataKey, text: c.text });
     const where = `rendered as ${c.fileName} in ConfigMap ${shard}`;
     statuses.set(
       c.key,
@@ -295,6 +301,7 @@ export function render(
     configs,
     shards,
     statuses,
+    placements,
     claims,
     expiredClaims: tenancy ? settled.expired : [],
     requeueAfterMs: tenancy ? settled.nextExpiryMs : undefined,

@@ -18,15 +18,21 @@ export interface HttpServerOptions {
   probePort?: number;
   registry: Registry;
   ready: () => boolean;
+  /** What /readyz says while not ready (default: the informers have not synced). */
+  notReadyReason?: string;
   log: Logger;
 }
 
-function registerProbeRoutes(app: FastifyInstance, ready: () => boolean): void {
+function registerProbeRoutes(
+  app: FastifyInstance,
+  ready: () => boolean,
+  reason = 'informers have not synced',
+): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     if (ready()) return { status: 'ready' };
     reply.code(503);
-    return { status: 'not ready', reason: 'informers have not synced' };
+    return { status: 'not ready', reason };
   });
 }
 
@@ -47,10 +53,10 @@ export async function startHttpServer(o: HttpServerOptions): Promise<FastifyInst
     reply.header('content-type', o.registry.contentType);
     return o.registry.metrics();
   });
-  registerProbeRoutes(app, o.ready);
+  registerProbeRoutes(app, o.ready, o.notReadyReason);
   const probes = o.probePort ? Fastify({ logger: false }) : undefined;
   if (probes) {
-    registerProbeRoutes(probes, o.ready);
+    registerProbeRoutes(probes, o.ready, o.notReadyReason);
     // One handle for the caller: closing the main server closes the probe server too.
     app.addHook('onClose', async () => {
       await probes.close();

@@ -50,6 +50,8 @@ export class Informer<T extends KubeObject> {
   private syncedResolve!: () => void;
   readonly synced: Promise<void> = new Promise((r) => (this.syncedResolve = r));
   hasSynced = false;
+  /** Why the last list or watch failed, until one succeeds again (for a caller's log). */
+  lastError: string | undefined;
 
   constructor(private readonly o: InformerOptions<T>) {}
 
@@ -71,6 +73,7 @@ export class Informer<T extends KubeObject> {
         reason = await this.watchOnce();
       } catch (err) {
         reason = httpStatusOf(err) === 410 ? 'expired' : 'error';
+        if (reason === 'error') this.lastError = apiErrorMessage(err);
         if (reason === 'error')
           this.o.log.warn(
             { resource: this.o.resource, err: apiErrorMessage(err), status: httpStatusOf(err) },
@@ -108,6 +111,7 @@ export class Informer<T extends KubeObject> {
       }
     }
     this.resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.lastError = undefined;
     if (!this.hasSynced) {
       this.hasSynced = true;
       this.o.log.info({ resource: this.o.resource, objects: this.cache.size }, 'Informer synced');

@@ -12,6 +12,7 @@ import {
   type BootNetwork,
 } from '../../../common/src/bootnetwork.ts';
 import type { NamespaceObject, RenderedConfigMap } from '../controller/controller.ts';
+import { SYNC_REPORT_SELECTOR, type LeaseObject } from '../controller/sync-report.ts';
 import { httpStatusOf, type KubeApis } from './client.ts';
 import { Informer, type InformerOptions } from './informer.ts';
 
@@ -120,6 +121,28 @@ export function namespaceInformer(
     list: async () => {
       const list = await apis.core.listNamespace();
       return { items: list.items as NamespaceObject[], metadata: list.metadata };
+    },
+  });
+}
+
+/** The sync sidecars' report Leases (controller/sync-report.ts) in one namespace. */
+export function syncReportInformer(
+  apis: KubeApis,
+  namespace: string,
+  common: Common<LeaseObject>,
+): Informer<LeaseObject> {
+  return new Informer<LeaseObject>({
+    ...common,
+    resource: 'leases',
+    path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+    labelSelector: SYNC_REPORT_SELECTOR,
+    watch: apis.watch,
+    list: async () => {
+      const list = await apis.coordination.listNamespacedLease({
+        namespace,
+        labelSelector: SYNC_REPORT_SELECTOR,
+      });
+      return { items: list.items as LeaseObject[], metadata: list.metadata };
     },
   });
 }

@@ -13,6 +13,7 @@ import { readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { clientIpOfConfigName } from '../../../common/src/nbd-config.ts';
+import { SNAPSHOT_MARKER, markerText, type SnapshotMarker } from './snapshot-marker.ts';
 
 export const MANIFEST_NAME = '.rtftp-sync-manifest.json';
 
@@ -105,6 +106,15 @@ export class ConfigDirWriter {
     }
     if (outcome.deleted) await this.writeManifest([...this.owned.keys()]);
     return outcome;
+  }
+
+  /**
+   * Declares the files now in the directory a complete snapshot (snapshot-marker.ts). Call
+   * it only after apply() of that snapshot returned: the dataplane trusts every file it
+   * sees once the marker is there.
+   */
+  async writeMarker(marker: SnapshotMarker): Promise<void> {
+    await this.writeAtomic(SNAPSHOT_MARKER, markerText(marker));
   }
 
   private async writeManifest(names: string[]): Promise<void> {

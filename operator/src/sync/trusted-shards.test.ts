@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RenderedConfigMap } from '../controller/controller.ts';
-import { ShardTrust, desiredFiles, untrustedReason } from './trusted-shards.ts';
+import { ShardTrust, desiredFiles, shardListing, untrustedReason } from './trusted-shards.ts';
 
 const OWNER = { 'app.kubernetes.io/managed-by': 'rtftp-operator' };
 const cm = (
@@ -37,4 +37,27 @@ test('a look-alike is ignored and reported once per version; claims are never se
   trust.trusted([own, { ...evil, metadata: { ...evil.metadata, resourceVersion: '2' } }]);
   assert.deepEqual(ignored.at(-1), 'boot-overrides:name', 'a new version is reported again');
   assert.equal(ignored.length, 3);
+});
+
+test("a listing is a snapshot only with every one of the operator's shards in it", () => {
+  const shards = [
+    cm('rtftp-configs-00', { '10.0.0.1.nbd': 'a\n' }, OWNER, '11'),
+    cm('rtftp-configs-02', { '10.0.0.2.nbd': 'b\n' }, OWNER, '12'),
+  ];
+  // Before the operator's first render has written shard 01, serving the union would
+  // give 10.0.0.3 (whose config lands there) default/'s files.
+  assert.deepEqual(shardListing(shards, 3), { complete: false, missing: ['rtftp-configs-01'] });
+  const all = [...shards, cm('rtftp-configs-01', {}, OWNER, '13')];
+  assert.deepEqual(shardListing(all, 3), {
+    complete: true,
+    files: new Map([
+      ['10.0.0.1.nbd', 'a\n'],
+      ['10.0.0.2.nbd', 'b\n'],
+    ]),
+    resourceVersions: {
+      'rtftp-configs-00': '11',
+      'rtftp-configs-01': '13',
+      'rtftp-configs-02': '12',
+    },
+  });
 });

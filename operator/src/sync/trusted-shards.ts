@@ -15,6 +15,7 @@ import {
   MANAGED_BY_LABEL,
   MANAGED_BY_OPERATOR,
   fileNameOfConfigMapKey,
+  shardName,
   shardNameIndex,
 } from '../controller/shards.ts';
 
@@ -37,6 +38,33 @@ export function desiredFiles(configMaps: Iterable<RenderedConfigMap>): Map<strin
       if (clientIpOfConfigName(name) !== null) out.set(name, text);
     }
   return out;
+}
+
+export type ShardListing =
+  | { complete: true; files: Map<string, string>; resourceVersions: Record<string, string> }
+  | { complete: false; missing: string[] };
+
+/**
+ * The snapshot the trusted shards make, when it is complete: every shard name of the
+ * operator's `--shards N` present (its first render creates all N, empty ones too). Before
+ * that, serving the union would serve `default/` to clients whose shard is not written yet.
+ */
+export function shardListing(
+  trusted: Iterable<RenderedConfigMap>,
+  shardCount: number,
+): ShardListing {
+  const byName = new Map<string, RenderedConfigMap>();
+  for (const cm of trusted) byName.set(cm.metadata?.name ?? '', cm);
+  const missing: string[] = [];
+  const resourceVersions: Record<string, string> = {};
+  for (let i = 0; i < shardCount; i++) {
+    const name = shardName(i);
+    const cm = byName.get(name);
+    if (cm) resourceVersions[name] = cm.metadata?.resourceVersion ?? '';
+    else missing.push(name);
+  }
+  if (missing.length) return { complete: false, missing };
+  return { complete: true, files: desiredFiles(byName.values()), resourceVersions };
 }
 
 /**

@@ -71,10 +71,20 @@ export class FakeApiServer {
     this.onRequest = options.onRequest;
   }
 
-  async listen(): Promise<string> {
+  /**
+   * Listens on `port` (0: any free one). After close() it can listen again, on the same
+   * port, with its store intact: an API server that went away and came back.
+   */
+  async listen(port = 0): Promise<string> {
     this.server = createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 60_000;
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, '127.0.0.1', () => {
+        this.server!.off('error', reject);
+        resolve();
+      });
+    });
     return this.url;
   }
 
@@ -84,17 +94,7 @@ export class FakeApiServer {
 
   /** Writes a kubeconfig pointing at this server (a token the server ignores). */
   writeKubeconfig(path: string, namespace = 'default'): string {
-    const kc = {
-      apiVersion: 'v1',
-      kind: 'Config',
-      // client-node refuses plain http unless told to skip TLS verification.
-      clusters: [{ name: 'fake', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'fake', user: { token: 'fake-token' } }],
-      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake', namespace } }],
-      'current-context': 'fake',
-    };
-    writeFileSync(path, JSON.stringify(kc, null, 2));
-    return path;
+    return writeKubeconfig(this.url, path, namespace);
   }
 
   async close(): Promise<void> {
@@ -353,6 +353,21 @@ export class FakeApiServer {
     res.on('close', conn.close);
     this.watches.add(conn);
   }
+}
+
+/** A kubeconfig for a server at `url` (this one, or a proxy in front of it). */
+export function writeKubeconfig(url: string, path: string, namespace = 'default'): string {
+  const kc = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    // client-node refuses plain http unless told to skip TLS verification.
+    clusters: [{ name: 'fake', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'fake', user: { token: 'fake-token' } }],
+    contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake', namespace } }],
+    'current-context': 'fake',
+  };
+  writeFileSync(path, JSON.stringify(kc, null, 2));
+  return path;
 }
 
 function notFound(def: ResourceDef, name: string): ApiError {

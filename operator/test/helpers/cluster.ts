@@ -52,6 +52,10 @@ export interface TestCluster {
   apply(obj: KubeObjectInput): Promise<Record<string, unknown>>;
   delete(kind: string, name: string, namespace?: string): Promise<void>;
   get(kind: string, name: string, namespace?: string): Promise<Record<string, unknown> | null>;
+  /** Takes the API server away (connections refused), keeping its objects. */
+  stopApi(): Promise<void>;
+  /** Brings it back on the same address: the kubeconfig stays valid. */
+  startApi(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -97,6 +101,8 @@ export async function startTestCluster(
   const namespace = opts.namespace ?? 'rtftp-test';
   const server = new FakeApiServer(opts);
   await server.listen();
+  const port = Number(new URL(server.url).port);
+  let apiUp = true;
   const dir = mkdtempSync(join(tmpdir(), 'rtftp-cluster-'));
   const kubeconfigPath = server.writeKubeconfig(join(dir, 'kubeconfig'), namespace);
   const request = async (method: string, path: string, body?: unknown) => {
@@ -146,8 +152,19 @@ export async function startTestCluster(
       const r = await request('GET', pathOf(API_VERSIONS[kind] ?? 'v1', kind, ns, name));
       return r.status === 200 ? r.json : null;
     },
-    async stop() {
+    async stopApi() {
+      if (!apiUp) return;
+      apiUp = false;
       await server.close();
+    },
+    async startApi() {
+      if (apiUp) return;
+      await server.listen(port);
+      apiUp = true;
+    },
+    async stop() {
+      if (apiUp) await server.close();
+      apiUp = false;
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -269,13 +286,22 @@ export async function startOperator(o: {
   }
 }
 
-/** Starts the sync sidecar writing into `dir`; resolves once it has synced the first time. */
+/**
+ * Starts the sync sidecar writing into `dir`; resolves once it has synced the first time
+ * (`until: 'listening'`: once its HTTP server listens, for an API server that is down).
+ * Without `nodeName` it reports nothing (NODE_NAME is cleared for it).
+ */
 export async function startSync(o: {
   kubeconfig: string;
   namespace: string;
   dir: string;
+  /** The node copy of the snapshot (--snapshot-dir). */
+  snapshotDir?: string;
+  /** --node-name: report the applied shard versions in a Lease. */
+  nodeName?: string;
   args?: string[];
-}): Promise<SpawnedProcess> {
+  until?: 'synced' | 'listening';
+}): Promise<SpawnedProcess & { port: number }> {
   const p = spawnOperator(
     [
       'sync',
@@ -287,13 +313,17 @@ export async function startSync(o: {
       '0',
       '--metrics-listen',
       '127.0.0.1',
+      ...(o.snapshotDir ? ['--snapshot-dir', o.snapshotDir] : []),
+      ...(o.nodeName ? ['--node-name', o.nodeName, '--identity', `sync-${o.nodeName}`] : []),
       ...(o.args ?? []),
     ],
     o.kubeconfig,
+    { NODE_NAME: '', POD_NAME: '' },
   );
   try {
-    await p.waitForLog((l) => l.msg === 'Informer synced');
-    return p;
+    const line = await p.waitForLog((l) => l.msg === 'HTTP server listening');
+    if ((o.until ?? 'synced') === 'synced') await p.waitForLog((l) => l.msg === 'Informer synced');
+    return Object.assign(p, { port: Number(line.port) });
   } catch (err) {
     await p.stop();
     throw err;
