@@ -61,6 +61,11 @@ export interface DataplaneOptions {
   openBudgetEntries: number;
   openBudgetMs: number;
   healthStallLimitS: number;
+  // HTTP boot (docs/http-boot.md)
+  /** --http-port: TCP port of the HTTP boot server; 0 = off. */
+  httpPort: number;
+  /** --http-listen: where it listens; the TFTP --listen spec when not given. */
+  httpListen: ListenSpec;
 }
 
 export class CliError extends Error {
@@ -374,6 +379,20 @@ const FLAGS: Record<string, FlagSpec> = {
     max: 3600,
     help: 'seconds the event loop or the thread pool may be stuck before /healthz fails',
   },
+  // HTTP boot (docs/http-boot.md)
+  'http-port': {
+    env: 'RTFTP_HTTP_PORT',
+    kind: 'int',
+    default: '0',
+    min: 0,
+    max: 65535,
+    help: 'TCP port of the HTTP boot server: the same per-client views over HTTP (0 = off)',
+  },
+  'http-listen': {
+    env: 'RTFTP_HTTP_LISTEN',
+    kind: 'string',
+    help: 'where the HTTP boot server listens, in --listen syntax (default: the --listen spec)',
+  },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
 
@@ -487,7 +506,17 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     openBudgetEntries: int('open-budget-entries'),
     openBudgetMs: int('open-budget-ms'),
     healthStallLimitS: int('health-stall-limit'),
+    httpPort: int('http-port'),
+    httpListen: httpListenFlag(get('http-listen'), listen.spec),
   };
+}
+
+/** --http-listen in --listen's syntax (same skip list and rescan period), or --listen's spec. */
+function httpListenFlag(text: string | undefined, tftp: ListenSpec): ListenSpec {
+  if (text === undefined) return tftp;
+  const r = parseListenSpec(text, tftp.skipInterfaces, tftp.rescanMs);
+  if (!r.ok) throw new CliError(`--http-listen: ${r.error}`);
+  return r.spec;
 }
 
 function splitList(text: string): string[] {

@@ -16,6 +16,7 @@ import type { FileSource } from './sources/source.ts';
 import { TftpServer } from './tftp/server.ts';
 import { startDiskSources } from './disk-sources.ts';
 import { HealthMonitor } from './health/health-monitor.ts';
+import { startHttpBoot } from './http-boot/start.ts';
 
 async function main(): Promise<number> {
   let opts: DataplaneOptions | null;
@@ -74,11 +75,26 @@ async function main(): Promise<number> {
     stallTimeoutMs: opts.stallTimeoutS * 1000,
     maxWindowBytes: opts.maxWindowBytes,
     ...(snapshotGate ? { admitRequest: snapshotGate.admit.bind(snapshotGate) } : {}),
+    serials: disks.serials,
   });
   try {
     await server.start();
   } catch (err) {
     logger.fatal({ err: (err as Error).message }, 'Server could not start');
+    await disks.stop();
+    return 1;
+  }
+  // HTTP boot (http-boot/, docs/http-boot.md): the same views, sharing TFTP's admission.
+  const httpBoot = await startHttpBoot(opts, {
+    sources,
+    serials: disks.serials,
+    admission: server.sharedAdmission,
+    metrics,
+    logger,
+    ...(snapshotGate ? { ready: () => snapshotGate.open } : {}),
+  });
+  if (httpBoot === 'failed') {
+    server.stop(0);
     await disks.stop();
     return 1;
   }
@@ -94,6 +110,7 @@ async function main(): Promise<number> {
     ...(rootOk ? [] : ['root unreadable']),
     ...(server.addresses.length > 0 ? [] : ['--listen matches no address on this node']),
     ...(snapshotGate && !snapshotGate.open ? ['no complete config snapshot yet'] : []),
+    ...(httpBoot?.notReadyReasons() ?? []),
   ];
   const ready = () => notReadyReasons().length === 0;
   const updateReadiness = () => {
@@ -129,6 +146,7 @@ async function main(): Promise<number> {
       listening: server.addresses,
       ...disks.status(),
       ...(snapshotGate ? { configSnapshot: snapshotGate.status() } : {}),
+      ...(httpBoot ? { http: httpBoot.status() } : {}),
     }),
     statusAllowed: statusAccess(opts.statusAllow),
   });
@@ -163,7 +181,10 @@ async function main(): Promise<number> {
       shuttingDown = true;
       snapshotGate?.stop();
       health.stop();
-      await server.stop(opts.gracePeriodS * 1000);
+      await Promise.all([
+        server.stop(opts.gracePeriodS * 1000),
+        httpBoot?.stop(opts.gracePeriodS * 1000),
+      ]);
       await disks.stop();
       for (const s of httpServers) await s.app.close();
       logger.info({}, 'Shutdown completed');

@@ -10,10 +10,11 @@ import type { RemoteInfo } from 'node:dgram';
 import type { Logger } from 'pino';
 import { canonicalIp } from '../../../common/src/nbd-config.ts';
 import { TransferAdmission, clientKeyOf } from '../admission/admission.ts';
-import type { AdmissionLimits, Ticket } from '../admission/admission.ts';
+import type { AdmissionLimits, ProvenAdmission, Ticket } from '../admission/admission.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
-import { parseRequestPath } from '../sources/request-path.ts';
-import type { FileSource } from '../sources/source.ts';
+import { identifyRequest, identityFields } from '../sources/client-identity.ts';
+import type { MatchedIdentity, SerialLookup } from '../sources/client-identity.ts';
+import type { FileSource, ViewRequest } from '../sources/source.ts';
 import { resolveInView } from '../sources/view.ts';
 import { encodeError, parsePacket } from './codec.ts';
 import type { RequestPacket } from './codec.ts';
@@ -58,6 +59,8 @@ export interface ServerOptions {
    * config snapshot gate (config/snapshot-gate.ts), which counts and logs what it drops.
    */
   admitRequest?: (client: RemoteInfo, file: string) => boolean;
+  /** Raspberry Pi serials: a `<serial>/…` request is served from that client's view. */
+  serials?: SerialLookup;
 }
 
 interface ActiveTransfer {
@@ -111,6 +114,10 @@ export class TftpServer {
   get activeTransfers(): number {
     return this.transfers.size;
   }
+  /** This server's admission, for HTTP boot to share: one budget for both protocols. */
+  get sharedAdmission(): ProvenAdmission {
+    return this.admission;
+  }
 
   async start(): Promise<void> {
     await this.listeners.start();
@@ -147,7 +154,7 @@ export class TftpServer {
     reason: string,
     fields: object = {},
   ): void {
-    this.opts.metrics.refused.inc({ reason });
+    this.opts.metrics.refused.inc({ reason, protocol: 'tftp' });
     this.opts.logger.info(
       { client: rinfo.address, clientPort: rinfo.port, reason, ...fields },
       'Request refused',
@@ -217,7 +224,12 @@ export class TftpServer {
       else this.release(existing);
     }
     const clientIp = canonicalIp(rinfo.address) ?? rinfo.address;
-    const fields = { client: clientIp, clientPort: rinfo.port, file: req.filename };
+    const fields = {
+      client: clientIp,
+      clientPort: rinfo.port,
+      file: req.filename,
+      protocol: 'tftp',
+    };
     if (req.mode !== 'octet' && req.mode !== 'netascii') {
       this.refuse(
         local,
@@ -229,7 +241,7 @@ export class TftpServer {
       );
       return;
     }
-    const path = parseRequestPath(req.filename);
+    const path = identifyRequest(clientIp, req.filename, this.opts.serials);
     if (!path.ok) {
       this.refuse(local, rinfo, TftpError.AccessViolation, 'access violation', path.reason, fields);
       return;
@@ -250,10 +262,10 @@ export class TftpServer {
     }
     entry.ticket = admitted.ticket;
     this.transfers.set(key, entry);
-    this.opts.metrics.activeTransfers.inc();
+    this.opts.metrics.activeTransfers.inc({ protocol: 'tftp' });
     for (const victim of admitted.evicted) this.evict(victim);
     this.syncAdmissionGauges();
-    void this.serve(local, req, rinfo, entry, path.components, fields).catch((err: Error) => {
+    void this.serve(local, req, rinfo, entry, path, fields).catch((err: Error) => {
       this.opts.logger.error({ ...fields, err: err.message }, 'Request failed unexpectedly');
       this.sendError(local, rinfo, TftpError.NotDefined, 'internal error');
       this.release(entry);
@@ -267,7 +279,7 @@ export class TftpServer {
    * nothing yet and simply retransmits its RRQ.
    */
   private evict(entry: ActiveTransfer): void {
-    this.opts.metrics.refused.inc({ reason: 'pending-evicted' });
+    this.opts.metrics.refused.inc({ reason: 'pending-evicted', protocol: 'tftp' });
     this.opts.logger.debug({ client: entry.clientIp }, 'Unproven request evicted');
     this.evictions.note(entry.ticket.subnet);
     entry.abortResolve.abort();
@@ -281,7 +293,7 @@ export class TftpServer {
     this.admission.release(entry.ticket);
     this.syncAdmissionGauges();
     if (this.transfers.get(entry.key) === entry) this.transfers.delete(entry.key);
-    this.opts.metrics.activeTransfers.dec();
+    this.opts.metrics.activeTransfers.dec({ protocol: 'tftp' });
     if (this.transfers.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -295,7 +307,7 @@ export class TftpServer {
     const r = this.admission.prove(entry.ticket, bytes);
     this.syncAdmissionGauges();
     if (r.ok) return true;
-    this.opts.metrics.refused.inc({ reason: r.reason });
+    this.opts.metrics.refused.inc({ reason: r.reason, protocol: 'tftp' });
     this.opts.logger.info({ ...fields, reason: r.reason, bytes }, 'Request refused');
     return false;
   }
@@ -305,12 +317,13 @@ export class TftpServer {
     req: RequestPacket,
     rinfo: RemoteInfo,
     entry: ActiveTransfer,
-    components: string[],
-    fields: { client: string; clientPort: number; file: string },
+    view: { request: ViewRequest; identity: MatchedIdentity },
+    requestFields: { client: string; clientPort: number; file: string },
   ): Promise<void> {
+    const fields = { ...requestFields, ...identityFields(view.identity, view.request) };
     const { result, unavailable } = await resolveInView(
       this.opts.sources,
-      { clientIp: entry.clientIp, components, raw: req.filename },
+      view.request,
       entry.abortResolve.signal,
     );
     for (const u of unavailable)
@@ -430,10 +443,10 @@ export class TftpServer {
       this.opts.logger.debug(line, 'Size probe answered');
       return;
     }
-    m.transfers.inc({ outcome: r.outcome, source: f.source });
+    m.transfers.inc({ outcome: r.outcome, source: f.source, protocol: 'tftp' });
     if (r.outcome === 'completed') {
-      m.bytesSent.inc({ source: f.source }, r.bytes);
-      m.transferDuration.observe(r.durationMs / 1000);
+      m.bytesSent.inc({ source: f.source, protocol: 'tftp' }, r.bytes);
+      m.transferDuration.observe({ protocol: 'tftp' }, r.durationMs / 1000);
       this.lastSeen.mark(f.client);
       this.opts.logger.info(line, 'Transfer completed');
     } else {
