@@ -52,6 +52,19 @@ for pkg in tftpd-hpa atftpd; do
   fi
 done
 
+# nginx for bench/http.ts (HTTP boot against a reference static server): unpacked like the
+# peer TFTP servers, so no system service starts; the benchmark runs it with its own config.
+if [ ! -x .tools/nginx/usr/sbin/nginx ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download nginx >/dev/null 2>&1) || {
+    apt-get update -q && (cd "$tmp" && apt-get download nginx)
+  }
+  rm -rf .tools/nginx.partial
+  dpkg-deb -x "$tmp"/nginx_*.deb .tools/nginx.partial
+  mv .tools/nginx.partial .tools/nginx
+  rm -rf "$tmp"
+fi
+
 # npm dependencies (npm ci when the lock file changed since the last install)
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

@@ -7,9 +7,11 @@
  *    "mounts": [{"partition": 2, "mountpoint": "/"}, {"partition": 1, "mountpoint": "/boot"}],
  *    "tftp_root": "/boot"}
  * plus optional fields a file without them does not need: `backend`, `prefetch`, `idle_timeout`,
- * and `nbd_allow` (the NBD targets this client's disk may be on, in the syntax of the
+ * `nbd_allow` (the NBD targets this client's disk may be on, in the syntax of the
  * dataplane's --nbd-allow: the operator renders it for tenants' clients from their
- * BootNetwork, and the dataplane checks it before every connect).
+ * BootNetwork, and the dataplane checks it before every connect), and `serial` (a
+ * Raspberry Pi's serial number: a request whose first path component is it is served
+ * from this client's view, whatever address it comes from).
  */
 import { canonicalIp } from './ip.ts';
 import { parseTargetEntry, NbdTargetPolicy } from './nbd-target-policy.ts';
@@ -43,6 +45,8 @@ export interface NbdConfig {
   idleTimeout: number | undefined;
   /** The targets this disk may be on (canonical entries); undefined = --nbd-allow alone decides. */
   nbdAllow: string[] | undefined;
+  /** A Raspberry Pi's serial number, 8 lower-case hex digits; undefined = identified by IP only. */
+  serial: string | undefined;
 }
 
 /** One problem with a config, naming the field it concerns ('' for the whole document). */
@@ -64,12 +68,25 @@ const KNOWN_FIELDS = new Set([
   'prefetch',
   'idle_timeout',
   'nbd_allow',
+  'serial',
 ]);
 /** More entries than a BootNetwork could sensibly need; keeps a config small. */
 export const MAX_NBD_ALLOW_ENTRIES = 256;
 const BACKENDS: readonly NbdBackend[] = ['auto', 'native', 'guestfs'];
 export const MAX_PARTITION = 128;
 export const MAX_IDLE_TIMEOUT = 7 * 24 * 3600;
+
+/** A serial number as written: 8 hex digits, any case. */
+export const SERIAL_PATTERN = /^[0-9a-fA-F]{8}$/;
+
+/**
+ * A Raspberry Pi serial number in its one canonical form (8 lower-case hex digits, as the
+ * bootloader writes it in its TFTP prefix), or null when the text is not one. Matching is
+ * case-insensitive everywhere because everything compares canonical forms.
+ */
+export function canonicalSerial(text: string): string | null {
+  return SERIAL_PATTERN.test(text) ? text.toLowerCase() : null;
+}
 
 /** Error thrown by callers that want an exception; carries a stable code and the problems. */
 export class NbdConfigError extends Error {
@@ -248,6 +265,16 @@ export function validateNbdConfig(doc: unknown): ParseResult {
   }
 
   const nbdAllow = validateNbdAllow(doc.nbd_allow, problems);
+  let serial: string | undefined;
+  if (doc.serial !== undefined) {
+    const v = typeof doc.serial === 'string' ? canonicalSerial(doc.serial) : null;
+    if (v === null)
+      problems.push({
+        field: 'serial',
+        message: 'must be 8 hex digits (a Raspberry Pi serial number, e.g. "1a2b3c4d")',
+      });
+    else serial = v;
+  }
 
   if (problems.length || !endpoint) return { ok: false, problems };
   return {
@@ -261,6 +288,7 @@ export function validateNbdConfig(doc: unknown): ParseResult {
       prefetch,
       idleTimeout,
       nbdAllow,
+      serial,
     },
   };
 }
@@ -311,6 +339,7 @@ export interface NbdConfigInput {
   prefetch?: boolean | undefined;
   idleTimeout?: number | undefined;
   nbdAllow?: readonly string[] | undefined;
+  serial?: string | undefined;
 }
 
 /**
@@ -328,6 +357,7 @@ export function renderNbdConfig(c: NbdConfigInput): string {
   if (c.prefetch === false) doc.prefetch = false;
   if (c.idleTimeout !== undefined) doc.idle_timeout = c.idleTimeout;
   if (c.nbdAllow !== undefined) doc.nbd_allow = [...c.nbdAllow];
+  if (c.serial !== undefined) doc.serial = c.serial;
   return JSON.stringify(doc) + '\n';
 }
 

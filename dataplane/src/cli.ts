@@ -63,6 +63,11 @@ export interface DataplaneOptions {
   healthStallLimitS: number;
   /** --workers: threads serving clients, or 'auto' (workers/worker-count.ts). */
   workers: number | 'auto';
+  // HTTP boot (docs/http-boot.md)
+  /** --http-port: TCP port of the HTTP boot server; 0 = off. */
+  httpPort: number;
+  /** --http-listen: where it listens; the TFTP --listen spec when not given. */
+  httpListen: ListenSpec;
 }
 
 export class CliError extends Error {
@@ -381,7 +386,21 @@ const FLAGS: Record<string, FlagSpec> = {
     env: 'RTFTP_WORKERS',
     kind: 'string',
     default: '1',
-    help: 'threads serving TFTP clients, each client always on the same one (1: everything on the main thread); auto: one per CPU, 1 on up to 2 CPUs',
+    help: 'threads serving TFTP clients, each client always on the same one (1: everything on the main thread); auto: one per CPU, 1 on up to 2 CPUs; more than 1 is not possible with --http-port',
+  },
+  // HTTP boot (docs/http-boot.md)
+  'http-port': {
+    env: 'RTFTP_HTTP_PORT',
+    kind: 'int',
+    default: '0',
+    min: 0,
+    max: 65535,
+    help: 'TCP port of the HTTP boot server: the same per-client views over HTTP (0 = off)',
+  },
+  'http-listen': {
+    env: 'RTFTP_HTTP_LISTEN',
+    kind: 'string',
+    help: 'where the HTTP boot server listens, in --listen syntax (default: the --listen spec)',
   },
   help: { env: '', kind: 'boolean', help: 'show this help' },
 };
@@ -497,6 +516,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     openBudgetMs: int('open-budget-ms'),
     healthStallLimitS: int('health-stall-limit'),
     workers: workersFlag(get('workers')!),
+    httpPort: int('http-port'),
+    httpListen: httpListenFlag(get('http-listen'), listen.spec),
   };
 }
 
@@ -509,6 +530,14 @@ function workersFlag(text: string): number | 'auto' {
     min: 1,
     max: 256,
   });
+}
+
+/** --http-listen in --listen's syntax (same skip list and rescan period), or --listen's spec. */
+function httpListenFlag(text: string | undefined, tftp: ListenSpec): ListenSpec {
+  if (text === undefined) return tftp;
+  const r = parseListenSpec(text, tftp.skipInterfaces, tftp.rescanMs);
+  if (!r.ok) throw new CliError(`--http-listen: ${r.error}`);
+  return r.spec;
 }
 
 function splitList(text: string): string[] {

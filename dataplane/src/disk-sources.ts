@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { DataplaneOptions } from './cli.ts';
 import type { DataplaneMetrics } from './metrics.ts';
 import type { FileSource } from './sources/source.ts';
+import type { SerialLookup } from './sources/client-identity.ts';
 import type { SnapshotGate } from './config/snapshot-gate.ts';
 import type { DiskConnectOptions } from './sources/disk-session.ts';
 import { createNbdSource, killAllGuestfish } from './sources/nbd/index.ts';
@@ -22,6 +23,8 @@ import { DEFAULT_OPEN_BUDGET } from './sources/budget.ts';
 
 export interface DiskSources {
   sources: FileSource[];
+  /** Raspberry Pi serials the configs declare: whose view a `<serial>/…` request gets. */
+  serials: SerialLookup;
   status(): Record<string, unknown>;
   stop(): Promise<void>;
 }
@@ -99,6 +102,7 @@ export async function startDiskSources(
   if (!worker) decideKvm(opts, logger, metrics);
   return {
     sources: [nbd.source],
+    serials: nbd.serials,
     status: () => nbd.status(),
     stop: () => nbd.stop(),
   };

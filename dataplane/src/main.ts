@@ -19,6 +19,7 @@ import { HealthMonitor } from './health/health-monitor.ts';
 import { serverSettingsFrom } from './tftp/server-settings.ts';
 import { resolveWorkers } from './workers/worker-count.ts';
 import { startWorkerMode } from './workers/worker-mode.ts';
+import { startHttpBoot } from './http-boot/start.ts';
 
 async function main(): Promise<number> {
   let opts: DataplaneOptions | null;
@@ -54,6 +55,13 @@ async function main(): Promise<number> {
   // Worker mode (docs/performance.md): with more than one worker, worker threads serve the
   // clients (their views, disks and transfers); this thread listens, admits and reports.
   const workers = resolveWorkers(opts.workers);
+  if (workers > 1 && opts.httpPort !== 0) {
+    logger.fatal(
+      { workers, httpPort: opts.httpPort },
+      'HTTP boot is not served in worker mode: run it with --workers 1 (docs/performance.md)',
+    );
+    return 2;
+  }
   metrics.workers.set(workers);
   let workerMode: Awaited<ReturnType<typeof startWorkerMode>> | undefined;
   try {
@@ -83,6 +91,7 @@ async function main(): Promise<number> {
     metrics,
     ...(snapshotGate ? { admitRequest: snapshotGate.admit.bind(snapshotGate) } : {}),
     ...(workerMode ? { handOff: workerMode.handOff } : {}),
+    serials: disks.serials,
   });
   workerMode?.attach(server);
   try {
@@ -90,6 +99,23 @@ async function main(): Promise<number> {
   } catch (err) {
     logger.fatal({ err: (err as Error).message }, 'Server could not start');
     await workerMode?.drain(0);
+    await disks.stop();
+    return 1;
+  }
+  // HTTP boot (http-boot/, docs/http-boot.md): the same views, sharing TFTP's admission.
+  // Not in worker mode (refused above): the disks live in the workers.
+  const httpBoot = workerMode
+    ? undefined
+    : await startHttpBoot(opts, {
+        sources,
+        serials: disks.serials,
+        admission: server.sharedAdmission,
+        metrics,
+        logger,
+        ...(snapshotGate ? { ready: () => snapshotGate.open } : {}),
+      });
+  if (httpBoot === 'failed') {
+    server.stop(0);
     await disks.stop();
     return 1;
   }
@@ -105,6 +131,7 @@ async function main(): Promise<number> {
     ...(rootOk ? [] : ['root unreadable']),
     ...(server.addresses.length > 0 ? [] : ['--listen matches no address on this node']),
     ...(snapshotGate && !snapshotGate.open ? ['no complete config snapshot yet'] : []),
+    ...(httpBoot?.notReadyReasons() ?? []),
   ];
   const ready = () => notReadyReasons().length === 0;
   const updateReadiness = () => {
@@ -144,6 +171,7 @@ async function main(): Promise<number> {
       listening: server.addresses,
       ...(await disks.status()),
       ...(snapshotGate ? { configSnapshot: snapshotGate.status() } : {}),
+      ...(httpBoot ? { http: httpBoot.status() } : {}),
     }),
     statusAllowed: statusAccess(opts.statusAllow),
   });
@@ -183,8 +211,11 @@ async function main(): Promise<number> {
       shuttingDown = true;
       snapshotGate?.stop();
       health.stop();
-      await server.stop(opts.gracePeriodS * 1000);
-      await workerMode?.drain(opts.gracePeriodS * 1000);
+      await Promise.all([
+        server.stop(opts.gracePeriodS * 1000),
+        httpBoot?.stop(opts.gracePeriodS * 1000),
+        workerMode?.drain(opts.gracePeriodS * 1000),
+      ]);
       await disks.stop();
       for (const s of httpServers) await s.app.close();
       logger.info({}, 'Shutdown completed');

@@ -19,8 +19,8 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     registry,
     transfers: new Counter({
       name: 'rtftp_transfers_total',
-      help: 'Transfers ended, by outcome (completed, failed, aborted, timeout) and source (client-dir, nbd, default)',
-      labelNames: ['outcome', 'source'] as const,
+      help: 'Transfers ended, by outcome (completed, failed, aborted, timeout), source (client-dir, nbd, default) and protocol (tftp, http)',
+      labelNames: ['outcome', 'source', 'protocol'] as const,
       registers,
     }),
     probes: new Counter({
@@ -30,19 +30,21 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     }),
     bytesSent: new Counter({
       name: 'rtftp_sent_bytes_total',
-      help: 'File bytes sent in DATA packets, retransmissions excluded',
-      labelNames: ['source'] as const,
+      help: 'File bytes sent (TFTP: in DATA packets, retransmissions excluded; HTTP: response bodies), by source and protocol',
+      labelNames: ['source', 'protocol'] as const,
       registers,
     }),
     transferDuration: new Histogram({
       name: 'rtftp_transfer_duration_seconds',
-      help: 'Duration of completed transfers',
+      help: 'Duration of completed transfers, by protocol',
+      labelNames: ['protocol'] as const,
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180],
       registers,
     }),
     activeTransfers: new Gauge({
       name: 'rtftp_transfers_active',
-      help: 'Transfers in progress',
+      help: 'Transfers in progress, by protocol',
+      labelNames: ['protocol'] as const,
       registers,
     }),
     retransmits: new Counter({
@@ -58,8 +60,8 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
     }),
     refused: new Counter({
       name: 'rtftp_requests_refused_total',
-      help: "Requests refused, by reason; admission refuses before any data or at the client's first ACK (server-busy, client-busy, subnet-busy, memory-budget, pending-evicted)",
-      labelNames: ['reason'] as const,
+      help: "Requests refused, by reason and protocol; admission refuses before any data or at the client's first ACK (server-busy, client-busy, subnet-busy, memory-budget, pending-evicted)",
+      labelNames: ['reason', 'protocol'] as const,
       registers,
     }),
     malformed: new Counter({
@@ -217,7 +219,17 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       help: 'Worker threads that died and were started again (their transfers were lost; clients retry)',
       registers,
     }),
+    // HTTP boot (http-boot/, docs/http-boot.md)
+    httpResponses: new Counter({
+      name: 'rtftp_http_responses_total',
+      help: 'Responses of the HTTP boot server, by status code (200, 206, 304, 400, 403, 404, 405, 416, 503)',
+      labelNames: ['code'] as const,
+      registers,
+    }),
   };
 }
+
+/** The protocol label of transfer metrics and the per-transfer log line. */
+export type TransferProtocol = 'tftp' | 'http';
 
 export type DataplaneMetrics = ReturnType<typeof createDataplaneMetrics>;

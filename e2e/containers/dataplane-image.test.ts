@@ -58,9 +58,15 @@ for (const { flavor, image, guestfs } of FLAVORS) {
     // A file big enough that a lock-step transfer is still running when SIGTERM arrives.
     const bigFile = randomBytes(24 << 20);
 
+    // The disk's socket is an NBD target the admin allows, as a user would (--nbd-allow).
     const rendered = () =>
       renderedContainer(
-        renderForBuiltImages({ dataplane: { image: { flavor } } }),
+        renderForBuiltImages({
+          dataplane: {
+            image: { flavor },
+            nbdAllow: ['0.0.0.0/0', '::/0', join(dir, 'disk', 'board.sock')],
+          },
+        }),
         'DaemonSet',
         'tftp',
       );

@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  chownSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -77,9 +78,19 @@ describe(
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'rtftp-img-operator-'));
       chmodSync(dir, 0o755);
-      for (const d of ['kube', 'root/default', 'configs', 'tmp', 'operator-tmp', 'disk'])
+      for (const d of [
+        'kube',
+        'root/default',
+        'configs',
+        'tmp',
+        'operator-tmp',
+        'node-snapshot',
+        'disk',
+      ])
         mkdirSync(join(dir, d), { recursive: true });
       for (const d of ['configs', 'tmp', 'operator-tmp']) chmodSync(join(dir, d), 0o1777);
+      // The hostPath the chart's init container chowns to the sidecar's uid.
+      chownSync(join(dir, 'node-snapshot'), 10001, 10001);
       disk = await BootDisk.create({
         dir: join(dir, 'disk'),
         name: 'board',
@@ -138,8 +149,15 @@ describe(
       const fieldRefs = {
         'metadata.namespace': NAMESPACE,
         'metadata.name': 'boot-rtftp-operator-0',
+        'spec.nodeName': 'boot-01',
       };
-      const objects = renderForBuiltImages({ dataplane: { image: { flavor: 'native' } } });
+      // The disk's socket is an NBD target the admin allows, as a user would (--nbd-allow).
+      const objects = renderForBuiltImages({
+        dataplane: {
+          image: { flavor: 'native' },
+          nbdAllow: ['0.0.0.0/0', '::/0', join(dir, 'disk', 'board.sock')],
+        },
+      });
       const start = (
         kind: 'Deployment' | 'DaemonSet',
         name: string,
@@ -167,7 +185,11 @@ describe(
       start(
         'DaemonSet',
         'config-sync',
-        { 'kube-api-access': join(dir, 'kube'), configs: join(dir, 'configs') },
+        {
+          'kube-api-access': join(dir, 'kube'),
+          configs: join(dir, 'configs'),
+          'node-snapshot': join(dir, 'node-snapshot'),
+        },
         {
           extraEnv: kube,
         },

@@ -235,3 +235,33 @@ test('random request/prove/release sequences never exceed a bound nor lose a cou
     { numRuns: 300 },
   );
 });
+
+test('a client proven by its transport (HTTP) shares every limit and the budget, and never touches the pool', () => {
+  const a = admission({
+    maxActivePerClient: 2,
+    maxActive: 3,
+    maxPending: 2,
+    maxPendingPerSubnet: 2,
+    memoryBudgetBytes: 10_000,
+  });
+  // A full pool of unproven TFTP requests: admitting HTTP displaces none of them.
+  request(a, '10.0.0.7', 'tftp-a');
+  request(a, '10.0.0.8', 'tftp-b');
+  const http = a.admit('10.0.0.1', 4000);
+  assert.ok(http.ok);
+  assert.equal(a.pending, 2);
+  assert.equal(http.ticket.state, 'active');
+  // The per-client limit counts both protocols.
+  proven(a, '10.0.0.1', 1000);
+  assert.deepEqual(a.admit('10.0.0.1', 1), { ok: false, reason: 'client-busy' });
+  // The memory budget is one budget: HTTP's reservation leaves TFTP less.
+  assert.deepEqual(a.admit('10.0.0.2', 6000), { ok: false, reason: 'memory-budget' });
+  const small = a.admit('10.0.0.2', 5000);
+  assert.ok(small.ok);
+  assert.deepEqual(a.admit('10.0.0.3', 1), { ok: false, reason: 'server-busy' });
+  a.release(http.ticket);
+  a.release(http.ticket);
+  assert.equal(a.active, 2);
+  assert.equal(a.memoryReserved, 6000);
+  assert.ok(a.admit('10.0.0.3', 1).ok);
+});

@@ -15,6 +15,11 @@
  *   one memory budget of all transfers. Past any of them the transfer is refused ("server
  *   busy"), with the reason.
  *
+ * - A client already proven by its transport (HTTP: the TCP handshake completed from its
+ *   address) is checked against the same limits and budget at once (`admit`): it never
+ *   waits in the pending pool, so it can never displace an unproven TFTP request, and is
+ *   never displaced. One instance serves both protocols: one budget, one set of limits.
+ *
  * Pure bookkeeping: no I/O, no clock, no callbacks. A check and its reservation happen
  * in one synchronous call (`prove`), so two transfers can never both pass a check that
  * only one of them fits.
@@ -94,13 +99,27 @@ export type RequestResult<T> =
 
 export type ProveResult = { ok: true } | { ok: false; reason: RefusalReason };
 
+export type AdmitResult =
+  { ok: true; ticket: Ticket<never> } | { ok: false; reason: RefusalReason };
+
+/**
+ * What a protocol whose clients are proven before they ask (HTTP) needs of admission: the
+ * same instance the TFTP server uses, seen through the calls that never touch the pool.
+ */
+export interface ProvenAdmission {
+  admit(clientKey: string, bytes: number): AdmitResult;
+  release(ticket: Ticket<never>): void;
+  /** Bytes reserved by every active transfer, of every protocol. */
+  readonly memoryReserved: number;
+}
+
 function bump(counts: Map<string, number>, key: string, by: number): void {
   const n = (counts.get(key) ?? 0) + by;
   if (n <= 0) counts.delete(key);
   else counts.set(key, n);
 }
 
-export class TransferAdmission<T> {
+export class TransferAdmission<T> implements ProvenAdmission {
   /** Pending tickets per subnet, oldest first (a Set keeps insertion order). */
   private readonly pendingBySubnet = new Map<string, Set<MutableTicket<T>>>();
   private pendingCount = 0;
@@ -164,13 +183,38 @@ export class TransferAdmission<T> {
     const refusal = this.activeRefusal(t.client, t.subnet, bytes);
     if (refusal) return { ok: false, reason: refusal };
     this.removePending(t);
+    this.activate(t, bytes);
+    return { ok: true };
+  }
+
+  /**
+   * A transfer whose client is already proven: checked against every limit with its
+   * `bytes`, and reserved, in this one call — or refused. Never pending, never evicted.
+   */
+  admit(clientIp: string, bytes: number): AdmitResult {
+    const subnet = subnetOf(clientIp);
+    const refusal = this.activeRefusal(clientIp, subnet, bytes);
+    if (refusal) return { ok: false, reason: refusal };
+    const ticket: MutableTicket<never> = {
+      client: clientIp,
+      subnet,
+      data: undefined as never,
+      state: 'pending',
+      bytes: 0,
+      seq: this.seq++,
+    };
+    this.activate(ticket, bytes);
+    return { ok: true, ticket };
+  }
+
+  /** Counts a ticket against every limit and reserves its bytes. */
+  private activate(t: MutableTicket<unknown>, bytes: number): void {
     t.state = 'active';
     t.bytes = bytes;
     this.activeCount += 1;
     bump(this.activePerClient, t.client, 1);
     bump(this.activePerSubnet, t.subnet, 1);
     this.reservedBytes += bytes;
-    return { ok: true };
   }
 
   /** The transfer ended (any way): frees what it held. Safe to call twice. */

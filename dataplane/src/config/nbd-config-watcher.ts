@@ -37,6 +37,8 @@ export interface ConfigEntryStatus {
   clientIp: string;
   state: 'valid' | 'invalid';
   url?: string;
+  /** The Raspberry Pi serial it declares (requests under `<serial>/` are this client's). */
+  serial?: string;
   problems?: ConfigProblem[];
   since: string;
 }
@@ -125,6 +127,7 @@ export class NbdConfigWatcher extends EventEmitter<NbdConfigWatcherEvents> {
         clientIp: e.clientIp,
         state: e.config ? 'valid' : 'invalid',
         ...(e.config ? { url: redactNbdUrl(e.config.url) } : {}),
+        ...(e.config?.serial ? { serial: e.config.serial } : {}),
         ...(e.problems ? { problems: e.problems } : {}),
         since: e.since.toISOString(),
       }));

@@ -141,6 +141,7 @@ export async function openConfined(
   let closed = false;
   const file: OpenedFile = {
     size: st.size,
+    mtimeMs: st.mtimeMs,
     read: async (buf, offset, length, position) =>
       (await reading.read(buf, offset, length, position)).bytesRead,
     close: async () => {

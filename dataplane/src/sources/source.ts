@@ -23,6 +23,12 @@ export interface ViewRequest {
 export interface OpenedFile {
   /** Size in bytes when opened. */
   readonly size: number;
+  /**
+   * Last modification, ms since the epoch, from the source's own metadata when opened
+   * (fstat; the ext inode; the FAT entry's date and time; guestfish's statns): HTTP's
+   * Last-Modified and ETag. Absent when the source holds no valid time (a FAT date of 0).
+   */
+  readonly mtimeMs?: number;
   /** Reads up to `length` bytes at `position` into `buf` at `offset`; resolves the count (0 at EOF). */
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   /** Releases the file; safe to call twice. */

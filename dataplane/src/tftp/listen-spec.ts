@@ -190,6 +190,21 @@ export function selectListenAddresses(
   return [...out.values()];
 }
 
+/**
+ * What a rescan changes, for any kind of listener: the bound addresses no longer selected
+ * (close them), and the selected ones not bound yet (bind them), in selection order.
+ */
+export function rescanChanges(
+  selected: readonly SelectedAddress[],
+  bound: { has(address: string): boolean; keys(): Iterable<string> },
+): { gone: string[]; missing: SelectedAddress[] } {
+  const wanted = new Set(selected.map((s) => s.address));
+  return {
+    gone: [...bound.keys()].filter((a) => !wanted.has(a)),
+    missing: selected.filter((s) => !bound.has(s.address)),
+  };
+}
+
 /** One term as written: `10.0.0.0/24`, `eth1`, `10.0.0.5`, `all`. */
 export function formatListenSelector(s: ListenSelector): string {
   switch (s.kind) {

@@ -9,7 +9,7 @@ import type { RemoteInfo, Socket } from 'node:dgram';
 import { networkInterfaces } from 'node:os';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { describeListenSpec, selectListenAddresses } from './listen-spec.ts';
+import { describeListenSpec, rescanChanges, selectListenAddresses } from './listen-spec.ts';
 import type { ListenSpec, LocalAddress, SelectedAddress } from './listen-spec.ts';
 
 export type OnDatagram = (local: string, msg: Buffer, rinfo: RemoteInfo) => void;
@@ -129,15 +129,13 @@ export class Listeners {
     this.rescanning = true;
     try {
       const selected = selectListenAddresses(this.spec, this.listAddresses());
-      const wanted = new Set(selected.map((s) => s.address));
-      for (const [a, s] of this.sockets) {
-        if (wanted.has(a)) continue;
-        s.close();
+      const { gone, missing } = rescanChanges(selected, this.sockets);
+      for (const a of gone) {
+        this.sockets.get(a)?.close();
         this.sockets.delete(a);
         this.logger.info({ address: a }, 'Address removed');
       }
-      for (const s of selected) {
-        if (this.sockets.has(s.address)) continue;
+      for (const s of missing) {
         const err = await this.bindOne(s.address);
         if (err) this.noteFailure(s, err);
         else if (this.sockets.has(s.address))

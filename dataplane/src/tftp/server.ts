@@ -13,12 +13,14 @@ import { TransferAdmission, clientKeyOf, subnetOf } from '../admission/admission
 import type {
   AdmissionLimits,
   ProveResult,
+  ProvenAdmission,
   RequestResult,
   Ticket,
 } from '../admission/admission.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
-import { parseRequestPath } from '../sources/request-path.ts';
-import type { FileSource } from '../sources/source.ts';
+import { identifyRequest, identityFields } from '../sources/client-identity.ts';
+import type { MatchedIdentity, SerialLookup } from '../sources/client-identity.ts';
+import type { FileSource, ViewRequest } from '../sources/source.ts';
 import { resolveInView } from '../sources/view.ts';
 import { encodeError, parsePacket } from './codec.ts';
 import type { RequestPacket } from './codec.ts';
@@ -63,6 +65,8 @@ export interface ServerOptions {
    * config snapshot gate (config/snapshot-gate.ts), which counts and logs what it drops.
    */
   admitRequest?: (client: RemoteInfo, file: string) => boolean;
+  /** Raspberry Pi serials: a `<serial>/…` request is served from that client's view. */
+  serials?: SerialLookup;
   // Worker mode (docs/performance.md): which thread does what.
   /**
    * Main thread: a read request that passed the gates above goes to the worker that
@@ -124,7 +128,7 @@ type ServeArgs = [
   req: RequestPacket,
   rinfo: RemoteInfo,
   entry: ActiveTransfer,
-  components: string[],
+  view: { request: ViewRequest; identity: MatchedIdentity },
   fields: { client: string; clientPort: number; file: string },
 ];
 
@@ -167,6 +171,13 @@ export class TftpServer {
   get activeTransfers(): number {
     return this.transfers.size;
   }
+  /** This server's admission, for HTTP boot to share: one budget for both protocols. */
+  get sharedAdmission(): ProvenAdmission {
+    // In worker mode the authority is the main thread's: HTTP boot is not served there.
+    if (!(this.admission instanceof TransferAdmission))
+      throw new Error('HTTP boot shares admission only with a server that owns it');
+    return this.admission;
+  }
 
   async start(): Promise<void> {
     await this.listeners.start();
@@ -208,7 +219,7 @@ export class TftpServer {
     reason: string,
     fields: object = {},
   ): void {
-    this.opts.metrics.refused.inc({ reason });
+    this.opts.metrics.refused.inc({ reason, protocol: 'tftp' });
     this.opts.logger.info(
       { client: rinfo.address, clientPort: rinfo.port, reason, ...fields },
       'Request refused',
@@ -288,7 +299,12 @@ export class TftpServer {
       else this.release(existing);
     }
     const clientIp = canonicalIp(rinfo.address) ?? rinfo.address;
-    const fields = { client: clientIp, clientPort: rinfo.port, file: req.filename };
+    const fields = {
+      client: clientIp,
+      clientPort: rinfo.port,
+      file: req.filename,
+      protocol: 'tftp',
+    };
     if (req.mode !== 'octet' && req.mode !== 'netascii') {
       this.refuse(
         local,
@@ -300,7 +316,7 @@ export class TftpServer {
       );
       return;
     }
-    const path = parseRequestPath(req.filename);
+    const path = identifyRequest(clientIp, req.filename, this.opts.serials);
     if (!path.ok) {
       this.refuse(local, rinfo, TftpError.AccessViolation, 'access violation', path.reason, fields);
       return;
@@ -315,14 +331,12 @@ export class TftpServer {
     };
     // Held while admission answers, so that a repeat of the request is absorbed meanwhile.
     this.transfers.set(key, entry);
-    this.opts.metrics.activeTransfers.inc();
-    void this.admitAndServe(local, req, rinfo, entry, path.components, fields).catch(
-      (err: Error) => {
-        this.opts.logger.error({ ...fields, err: err.message }, 'Request failed unexpectedly');
-        this.sendError(local, rinfo, TftpError.NotDefined, 'internal error');
-        this.release(entry);
-      },
-    );
+    this.opts.metrics.activeTransfers.inc({ protocol: 'tftp' });
+    void this.admitAndServe(local, req, rinfo, entry, path, fields).catch((err: Error) => {
+      this.opts.logger.error({ ...fields, err: err.message }, 'Request failed unexpectedly');
+      this.sendError(local, rinfo, TftpError.NotDefined, 'internal error');
+      this.release(entry);
+    });
   }
 
   private async admitAndServe(...args: ServeArgs): Promise<void> {
@@ -349,7 +363,7 @@ export class TftpServer {
    * nothing yet and simply retransmits its RRQ.
    */
   private evict(entry: ActiveTransfer): void {
-    this.opts.metrics.refused.inc({ reason: 'pending-evicted' });
+    this.opts.metrics.refused.inc({ reason: 'pending-evicted', protocol: 'tftp' });
     this.opts.logger.debug({ client: entry.clientIp }, 'Unproven request evicted');
     this.evictions.note(entry.ticket?.subnet ?? subnetOf(entry.clientIp));
     entry.abortResolve.abort();
@@ -364,7 +378,7 @@ export class TftpServer {
     if (entry.ticket) this.admission.release(entry.ticket);
     this.syncAdmissionGauges();
     if (this.transfers.get(entry.key) === entry) this.transfers.delete(entry.key);
-    this.opts.metrics.activeTransfers.dec();
+    this.opts.metrics.activeTransfers.dec({ protocol: 'tftp' });
     if (this.transfers.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -381,7 +395,7 @@ export class TftpServer {
     const answered = (r: ProveResult): boolean => {
       this.syncAdmissionGauges();
       if (r.ok) return true;
-      this.opts.metrics.refused.inc({ reason: r.reason });
+      this.opts.metrics.refused.inc({ reason: r.reason, protocol: 'tftp' });
       this.opts.logger.info({ ...fields, reason: r.reason, bytes }, 'Request refused');
       return false;
     };
@@ -389,10 +403,13 @@ export class TftpServer {
     return r instanceof Promise ? r.then(answered) : answered(r);
   }
 
-  private async serve(...[local, req, rinfo, entry, components, fields]: ServeArgs): Promise<void> {
+  private async serve(
+    ...[local, req, rinfo, entry, view, requestFields]: ServeArgs
+  ): Promise<void> {
+    const fields = { ...requestFields, ...identityFields(view.identity, view.request) };
     const { result, unavailable } = await resolveInView(
       this.opts.sources,
-      { clientIp: entry.clientIp, components, raw: req.filename },
+      view.request,
       entry.abortResolve.signal,
     );
     for (const u of unavailable)
@@ -512,10 +529,10 @@ export class TftpServer {
       this.opts.logger.debug(line, 'Size probe answered');
       return;
     }
-    m.transfers.inc({ outcome: r.outcome, source: f.source });
+    m.transfers.inc({ outcome: r.outcome, source: f.source, protocol: 'tftp' });
     if (r.outcome === 'completed') {
-      m.bytesSent.inc({ source: f.source }, r.bytes);
-      m.transferDuration.observe(r.durationMs / 1000);
+      m.bytesSent.inc({ source: f.source, protocol: 'tftp' }, r.bytes);
+      m.transferDuration.observe({ protocol: 'tftp' }, r.durationMs / 1000);
       this.lastSeen.mark(f.client);
       this.opts.logger.info(line, 'Transfer completed');
     } else {

@@ -28,6 +28,11 @@ export type ToWorker =
   /** The config of one of this worker's clients appeared or changed. */
   | { type: 'config'; clientIp: string; config: NbdConfig; file: string }
   | { type: 'config-removed'; clientIp: string }
+  /**
+   * The serial a client's config declares (none: undefined), to every worker: a
+   * `<serial>/…` request is identified against every config, as in one thread.
+   */
+  | { type: 'serial'; clientIp: string; serial: string | undefined }
   | { type: 'admitted'; id: number; answer: AdmitAnswer }
   | { type: 'proved'; id: number; answer: ProveResult }
   /** The authority displaced this pending ticket to make room for a newer request. */

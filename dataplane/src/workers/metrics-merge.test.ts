@@ -12,9 +12,9 @@ test('/metrics across threads: what the workers serve is summed, the process and
   main.malformed.inc(3);
   const workers = [0, 1].map(() => createDataplaneMetrics(new Registry(), false));
   workers.forEach((w, i) => {
-    w.transfers.inc({ outcome: 'completed', source: 'nbd' }, 10 + i);
-    w.activeTransfers.set(5);
-    w.transferDuration.observe(0.3);
+    w.transfers.inc({ outcome: 'completed', source: 'nbd', protocol: 'tftp' }, 10 + i);
+    w.activeTransfers.set({ protocol: 'tftp' }, 5);
+    w.transferDuration.observe({ protocol: 'tftp' }, 0.3);
     w.nbdSessionsActive.set({ backend: 'native' }, 100 + i);
     w.clientLastTransfer.set({ client: `10.0.0.${i}` }, 1700000000 + i);
     // A worker's own copies of main-thread gauges are never added in.
@@ -26,14 +26,13 @@ test('/metrics across threads: what the workers serve is summed, the process and
   ).metrics();
   const v = (s: string) => metricValue(merged, s);
   assert.equal(v('rtftp_transfers_total{outcome="completed",source="nbd"}'), 21);
-  assert.equal(v('rtftp_transfers_active'), 10);
+  assert.equal(v('rtftp_transfers_active{protocol="tftp"}'), 10);
   assert.equal(v('rtftp_transfer_duration_seconds_count'), 2);
   assert.equal(v('rtftp_nbd_sessions_active{backend="native"}'), 201);
   assert.equal(v('rtftp_client_last_transfer_timestamp_seconds{client="10.0.0.1"}'), 1700000001);
   assert.equal(v('rtftp_malformed_packets_total'), 3);
   assert.equal(v('rtftp_transfer_memory_budget_bytes'), 1000);
   assert.equal(v('rtftp_workers'), 2);
-  assert.equal(v('rtftp_build_info{component="dataplane",version="0.1.0"}'), undefined);
   assert.match(merged, /rtftp_build_info\{[^}]*\} 1\n/);
   assert.match(merged, /rtftp_kvm_available -1\n/);
 });

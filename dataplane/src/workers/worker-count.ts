@@ -1,8 +1,8 @@
 /**
- * How many threads serve clients (--workers). `auto`: one on a node of up to 2 CPUs —
- * there the main thread alone already has a core to itself beside the kernel's network
- * work, and measured here 2 workers did not pay for the handing off (docs/performance.md) — and
- * one per CPU above that: the main thread only listens and admits, a small share of a core.
+ * How many threads serve clients (--workers). `auto`: one on a node of up to 2 CPUs — there
+ * a second worker competes with the kernel's network work for the same cores, and the
+ * handing off costs more than it gives (docs/performance.md) — and one per CPU above that:
+ * the main thread only listens and admits, a small share of a core.
  */
 import { availableParallelism } from 'node:os';
 

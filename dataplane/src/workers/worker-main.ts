@@ -11,6 +11,7 @@ import { parseCli } from '../cli.ts';
 import { startDiskSources } from '../disk-sources.ts';
 import type { DiskSources } from '../disk-sources.ts';
 import { createDataplaneMetrics } from '../metrics.ts';
+import { SerialDirectory } from '../sources/client-identity.ts';
 import { LocalDirSource } from '../sources/local-dir.ts';
 import { TftpServer } from '../tftp/server.ts';
 import { serverSettingsFrom } from '../tftp/server-settings.ts';
@@ -47,6 +48,8 @@ async function startWorker(): Promise<void> {
   // Process-wide metrics (CPU, memory, build info) are the main thread's alone.
   const metrics = createDataplaneMetrics(new Registry(), false);
   const configs = new RelayedConfigs();
+  // Every config's serial (the main thread routed a `<serial>/…` request here by it).
+  const serials = new SerialDirectory();
   let admission: RemoteAdmission<unknown> | undefined;
   // Until the server exists, messages wait here (configs arrive while the disks start).
   const early: ToWorker[] = [];
@@ -73,6 +76,7 @@ async function startWorker(): Promise<void> {
       return desk;
     },
     errorRepliesPerSecond: data.errorRepliesPerSecond,
+    serials,
   });
   await server.start();
 
@@ -95,6 +99,9 @@ async function startWorker(): Promise<void> {
         return;
       case 'config-removed':
         configs.remove(m.clientIp);
+        return;
+      case 'serial':
+        serials.set(m.clientIp, m.serial);
         return;
       case 'ping':
         post({ type: 'pong', seq: m.seq, transfersActive: server.activeTransfers });

@@ -18,6 +18,10 @@ import type { RequestPacket } from '../tftp/codec.ts';
 import type { TftpServer } from '../tftp/server.ts';
 import { serverSettingsFrom } from '../tftp/server-settings.ts';
 import type { RemoteInfo } from 'node:dgram';
+import { canonicalIp } from '../../../common/src/nbd-config.ts';
+import { identifyRequest } from '../sources/client-identity.ts';
+import type { SerialLookup } from '../sources/client-identity.ts';
+import { trackSerials } from '../sources/nbd/index.ts';
 import { mergeWorkerMetrics } from './metrics-merge.ts';
 import { WorkerPool } from './worker-pool.ts';
 
@@ -25,6 +29,7 @@ export interface WorkerMode {
   /** main.ts's `disks`: no sources on the main thread; status and stop cover the workers'. */
   disks: {
     sources: FileSource[];
+    serials: SerialLookup;
     status(): Promise<Record<string, unknown>>;
     stop(): Promise<void>;
   };
@@ -63,6 +68,9 @@ export async function startWorkerMode(
   // One watcher for the process (one inotify watch, one status, one count of bad configs);
   // each config goes to the worker of its client, which holds that client's disk.
   const watcher = new NbdConfigWatcher({ dir: opts.configDir, logger, metrics });
+  // The whole serial directory, here too: a `<serial>/…` request goes to the worker of the
+  // client that serial names (identifyRequest, the one rule), not of its source address.
+  const serials = trackSerials(watcher, logger);
   watcher.on('added', (ip, config, file) => pool.configSet(ip, config, file));
   watcher.on('changed', (ip, config, _previous, file) => pool.configSet(ip, config, file));
   watcher.on('removed', (ip) => pool.configRemoved(ip));
@@ -76,11 +84,13 @@ export async function startWorkerMode(
   return {
     disks: {
       sources: [],
+      serials,
       status: async () => {
         const { statuses } = await pool.collect();
         return {
           kvmAvailable: statuses.find((s) => s.kvmAvailable !== null)?.kvmAvailable ?? null,
           configs: watcher.status(),
+          serials: serials.status(),
           disks: statuses.flatMap((s) => s.disks),
           workers: statuses.map((s) => ({ worker: s.worker, transfersActive: s.transfersActive })),
         };
@@ -97,7 +107,11 @@ export async function startWorkerMode(
         return mergeWorkerMetrics(main, fromWorkers).metrics();
       },
     },
-    handOff: (local, req, rinfo) => pool.handOff(local, req, rinfo),
+    handOff: (local, req, rinfo) => {
+      const source = canonicalIp(rinfo.address) ?? rinfo.address;
+      const identified = identifyRequest(source, req.filename, serials);
+      pool.handOff(local, req, rinfo, identified.ok ? identified.request.clientIp : source);
+    },
     attach: (s) => {
       server = s;
     },

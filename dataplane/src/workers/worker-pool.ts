@@ -94,19 +94,28 @@ export class WorkerPool {
     return this.slots.reduce((n, s) => n + s.transfersActive, 0);
   }
 
-  /** A read request (past the main thread's gates) to the worker serving its client. */
-  handOff(local: string, req: RequestPacket, rinfo: RemoteInfo): void {
-    this.post(this.routing.workerOf(rinfo.address), { type: 'request', local, req, rinfo });
+  /**
+   * A read request (past the main thread's gates) to the worker serving the client whose
+   * view it is served from: `viewOf`, the request's source address unless it names a serial.
+   */
+  handOff(local: string, req: RequestPacket, rinfo: RemoteInfo, viewOf: string): void {
+    this.post(this.routing.workerOf(viewOf), { type: 'request', local, req, rinfo });
   }
 
   configSet(clientIp: string, config: NbdConfig, file: string): void {
     this.configs.set(clientIp, { config, file });
     this.post(this.routing.workerOf(clientIp), { type: 'config', clientIp, config, file });
+    this.broadcast({ type: 'serial', clientIp, serial: config.serial });
   }
 
   configRemoved(clientIp: string): void {
     this.configs.delete(clientIp);
     this.post(this.routing.workerOf(clientIp), { type: 'config-removed', clientIp });
+    this.broadcast({ type: 'serial', clientIp, serial: undefined });
+  }
+
+  private broadcast(m: ToWorker): void {
+    for (const s of this.slots) this.post(s.index, m);
   }
 
   /** Liveness of the workers: each must have answered a ping within the stall limit. */
@@ -183,9 +192,12 @@ export class WorkerPool {
     slot.ready = false;
     slot.startedAt = Date.now();
     // Its clients' configs, in order before any request (one port, messages in order).
-    for (const [clientIp, c] of this.configs)
+    for (const [clientIp, c] of this.configs) {
+      const serial: ToWorker = { type: 'serial', clientIp, serial: c.config.serial };
+      worker.postMessage(serial);
       if (this.routing.workerOf(clientIp) === slot.index)
         worker.postMessage({ type: 'config', clientIp, config: c.config, file: c.file });
+    }
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(workerError(slot.index, `not ready within ${START_TIMEOUT_MS} ms`)),

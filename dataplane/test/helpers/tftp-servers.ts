@@ -259,10 +259,30 @@ export function peakRssKb(pid: number): number {
   return Number(m?.[1] ?? NaN);
 }
 
-/** One sample of a Prometheus text exposition, e.g. `rtftp_probes_total` or `name{a="b"}`. */
+/** A sample's name and labels: `name{a="b",c="d"}` → ['name', {a: 'b', c: 'd'}]. */
+function parseSample(text: string): [string, Map<string, string>] {
+  const brace = text.indexOf('{');
+  if (brace < 0) return [text, new Map()];
+  const labels = new Map(
+    [...text.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!]),
+  );
+  return [text.slice(0, brace), labels];
+}
+
+/**
+ * One sample of a Prometheus text exposition, e.g. `rtftp_probes_total` or `name{a="b"}`:
+ * the sum of the series of that name whose labels include the ones given (a metric may
+ * carry more labels than a test names, e.g. `protocol`), undefined when none has them.
+ */
 export function metricValue(exposition: string, sample: string): number | undefined {
+  const [name, want] = parseSample(sample);
+  let sum: number | undefined;
   for (const line of exposition.split('\n')) {
-    if (line.startsWith(`${sample} `)) return Number(line.slice(sample.length + 1));
+    if (line.startsWith('#') || !line.startsWith(name)) continue;
+    const space = line.lastIndexOf(' ');
+    const [lineName, labels] = parseSample(line.slice(0, space));
+    if (lineName !== name || [...want].some(([k, v]) => labels.get(k) !== v)) continue;
+    sum = (sum ?? 0) + Number(line.slice(space + 1));
   }
-  return undefined;
+  return sum;
 }

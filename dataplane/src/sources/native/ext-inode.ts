@@ -57,6 +57,30 @@ function kindOf(mode: number): NodeKind {
   }
 }
 
+/** Offsets of i_mtime and i_mtime_extra in an ext2/3/4 inode. */
+const I_MTIME = 0x10;
+const I_MTIME_EXTRA = 0x88;
+const I_EXTRA_ISIZE = 0x80;
+
+/**
+ * The inode's mtime in ms since the epoch: i_mtime (signed seconds), extended by
+ * i_mtime_extra when the inode is large enough to hold it (its low 2 bits are more
+ * seconds bits past 2038, the rest nanoseconds).
+ */
+export function inodeMtimeMs(raw: Buffer): number {
+  let seconds = raw.readInt32LE(I_MTIME);
+  let nanos = 0;
+  if (
+    raw.length >= I_MTIME_EXTRA + 4 &&
+    128 + raw.readUInt16LE(I_EXTRA_ISIZE) >= I_MTIME_EXTRA + 4
+  ) {
+    const extra = raw.readUInt32LE(I_MTIME_EXTRA);
+    seconds += (extra & 3) * 2 ** 32;
+    nanos = extra >>> 2;
+  }
+  return seconds * 1000 + Math.floor(Math.min(nanos, 999_999_999) / 1e6);
+}
+
 export function parseInode(ino: number, raw: Buffer): ExtNode {
   const mode = raw.readUInt16LE(0);
   const size = raw.readUInt32LE(4) + raw.readUInt32LE(108) * 2 ** 32;
@@ -74,6 +98,7 @@ export function parseInode(ino: number, raw: Buffer): ExtNode {
     iblock: Buffer.from(raw.subarray(40, 100)),
     raw: Buffer.from(raw),
     fingerprint: `${ino}:${Buffer.concat(parts).toString('hex')}`,
+    mtimeMs: inodeMtimeMs(raw),
   };
 }
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { buildExt } from './memory-images.ts';
 import type { MemoryEntry } from './memory-images.ts';
 import { mountMemory, readWhole } from './test-mount.ts';
+import { inodeMtimeMs } from './ext-inode.ts';
 
 const big = Buffer.from(Array.from({ length: 20 * 1024 }, (_, i) => i % 251));
 const entries: MemoryEntry[] = [
@@ -55,4 +56,19 @@ test('ext directory entries with an impossible length are a corrupt disk', async
   img.writeUInt16LE(3, rootBlock * 1024 + 4);
   const { vfs, disk } = await mountMemory(img);
   await assert.rejects(vfs.walk(disk.begin()), { reason: 'corrupt', message: /entry length/ });
+});
+
+test('an inode’s mtime: signed seconds, with the extra field’s epoch bits and nanoseconds', () => {
+  const small = Buffer.alloc(128);
+  small.writeInt32LE(1_700_000_000, 0x10);
+  assert.equal(inodeMtimeMs(small), 1_700_000_000_000);
+  small.writeInt32LE(-1, 0x10);
+  assert.equal(inodeMtimeMs(small), -1000, 'before 1970');
+  const large = Buffer.alloc(256);
+  large.writeUInt16LE(32, 0x80); // i_extra_isize: holds i_mtime_extra
+  large.writeInt32LE(5, 0x10);
+  large.writeUInt32LE((123_456_789 << 2) | 1, 0x88);
+  assert.equal(inodeMtimeMs(large), (2 ** 32 + 5) * 1000 + 123);
+  large.writeUInt16LE(4, 0x80); // too small to hold it: ignored
+  assert.equal(inodeMtimeMs(large), 5000);
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildFat12 } from './memory-images.ts';
 import { mountMemory, readWhole } from './test-mount.ts';
+import { fatWriteTimeMs } from './fat.ts';
 
 const kernel = Buffer.alloc(5000, 7).fill(9, 4000);
 const image = () =>
@@ -52,4 +53,19 @@ test('a FAT chain that loops fails as a corrupt disk, in bounded work', async ()
   img.writeUInt16LE(n & 1 ? (old & 0x000f) | (3 << 4) : (old & 0xf000) | 3, at);
   const { vfs, disk } = await mountMemory(img);
   await assert.rejects(readWhole(vfs, disk, '/Kernel Image v8.img'), { reason: 'corrupt' });
+});
+
+test('a FAT entry’s write date and time are its mtime (read as UTC); date 0 is none', async () => {
+  const e = Buffer.alloc(32);
+  // 2024-02-29 13:37:58: date (44 << 9 | 2 << 5 | 29), time (13 << 11 | 37 << 5 | 29).
+  e.writeUInt16LE((13 << 11) | (37 << 5) | 29, 22);
+  e.writeUInt16LE((44 << 9) | (2 << 5) | 29, 24);
+  assert.equal(fatWriteTimeMs(e), Date.UTC(2024, 1, 29, 13, 37, 58));
+  assert.equal(fatWriteTimeMs(Buffer.alloc(32)), undefined);
+  e.writeUInt16LE((44 << 9) | (13 << 5) | 1, 24);
+  assert.equal(fatWriteTimeMs(e), undefined, 'month 13');
+  const { vfs, disk } = await mountMemory(image());
+  const r = await vfs.resolve('/config.txt', disk.begin());
+  assert.ok(r.status === 'found');
+  assert.equal(r.node.mtimeMs, fatWriteTimeMs(Buffer.alloc(32)));
 });

@@ -105,6 +105,24 @@ function shortName(e: Buffer): string {
   return ext ? `${base}.${ext}` : base;
 }
 
+/**
+ * The entry's last write time (bytes 22–25: DOS time, then date) in ms since the epoch.
+ * FAT keeps local time without a zone; it is read as UTC, as Linux's vfat does with
+ * `tz=UTC`. Undefined for a date that is not one (0 on many tools' images).
+ */
+export function fatWriteTimeMs(e: Buffer): number | undefined {
+  const time = e.readUInt16LE(22);
+  const date = e.readUInt16LE(24);
+  const month = (date >> 5) & 0x0f;
+  const day = date & 0x1f;
+  const hours = time >> 11;
+  const minutes = (time >> 5) & 0x3f;
+  const seconds = (time & 0x1f) * 2;
+  if (month < 1 || month > 12 || day < 1 || hours > 23 || minutes > 59 || seconds > 59)
+    return undefined;
+  return Date.UTC(1980 + (date >> 9), month - 1, day, hours, minutes, seconds);
+}
+
 function shortChecksum(e: Buffer): number {
   let sum = 0;
   for (let i = 0; i < 11; i++) sum = (((sum & 1) << 7) + (sum >> 1) + e[i]!) & 0xff;
@@ -143,6 +161,7 @@ class FatFilesystem implements Filesystem {
       entryOffset,
       // Everything but the access date (bytes 18–19), which a reading OS may update.
       fingerprint: Buffer.concat([e.subarray(0, 18), e.subarray(20, 32)]).toString('hex'),
+      mtimeMs: fatWriteTimeMs(e),
     };
   }
 

@@ -17,6 +17,8 @@ export interface FsNode {
   readonly id: string;
   /** The on-disk metadata that, if it changes, means the file changed (not atime). */
   readonly fingerprint: string;
+  /** Last modification (ms since the epoch) as the metadata says; absent when invalid. */
+  readonly mtimeMs?: number;
 }
 
 export interface DirEntry {

@@ -57,6 +57,10 @@ class NativeFile implements OpenedFile {
     return this.node.size;
   }
 
+  get mtimeMs(): number | undefined {
+    return this.node.mtimeMs;
+  }
+
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     if (this.closed) throw diskError(NativeErrorCode.Closed, 'other', `${this.path}: file closed`);
     const n = Math.max(0, Math.min(length, this.node.size - position));

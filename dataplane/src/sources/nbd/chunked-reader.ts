@@ -11,6 +11,7 @@ export type ChunkFetcher = (position: number, length: number) => Promise<Buffer>
 
 export interface ChunkedReaderOptions {
   size: number;
+  mtimeMs?: number;
   chunkBytes: number;
   readAhead: number;
   fetch: ChunkFetcher;
@@ -19,11 +20,13 @@ export interface ChunkedReaderOptions {
 
 export class ChunkedReader implements OpenedFile {
   readonly size: number;
+  readonly mtimeMs: number | undefined;
   private readonly chunks = new Map<number, Promise<Buffer>>();
   private closed = false;
 
   constructor(private readonly opts: ChunkedReaderOptions) {
     this.size = opts.size;
+    this.mtimeMs = opts.mtimeMs;
   }
 
   private chunk(index: number): Promise<Buffer> {

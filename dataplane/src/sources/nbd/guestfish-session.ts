@@ -224,8 +224,12 @@ export class GuestfishSession implements DiskSession {
     if (kind === 'dir') return { status: 'refused', reason: 'is a directory' };
     if (kind !== 'file') return { status: 'refused', reason: notRegularReason(kind) };
     this.openFiles++;
+    const mtimeSec = fields.get('st_mtime_sec');
     const file = new ChunkedReader({
       size,
+      ...(mtimeSec !== undefined
+        ? { mtimeMs: mtimeSec * 1000 + Math.floor((fields.get('st_mtime_nsec') ?? 0) / 1e6) }
+        : {}),
       chunkBytes: this.opts.chunkBytes,
       readAhead: this.opts.readAhead,
       fetch: (position, length) => this.pread(resolved, position, length),

@@ -18,6 +18,7 @@ import { DiskRegistry } from './disk-registry.ts';
 import { createGuestfsConnector } from './guestfs-connector.ts';
 import type { KvmMode } from './kvm-probe.ts';
 import { NbdSource } from './nbd-source.ts';
+import { SerialDirectory } from '../client-identity.ts';
 
 /**
  * Where configs come from: the config dir's watcher (the default), or in worker mode the
@@ -69,10 +70,17 @@ export interface NbdSourceOptions {
 
 export interface NbdSourceHandle {
   source: FileSource;
+  /** The serial numbers the configs declare (client-identity.ts). */
+  serials: SerialDirectory;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** JSON for GET /status. */
-  status(): { kvmAvailable: boolean | null; configs: unknown[]; disks: unknown[] };
+  status(): {
+    kvmAvailable: boolean | null;
+    configs: unknown[];
+    disks: unknown[];
+    serials: unknown[];
+  };
 }
 
 export const MAX_CHUNK_BYTES = 2 * 1024 * 1024;
@@ -118,12 +126,14 @@ export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
       metrics: opts.metrics,
       rescanIntervalMs: (opts.rescanIntervalS ?? 10) * 1000,
     });
+  const serials = trackSerials(watcher, logger);
   watcher.on('added', (ip, config, file) => registry.setConfig(ip, config, file));
   watcher.on('changed', (ip, config, _prev, file) => registry.setConfig(ip, config, file));
   watcher.on('removed', (ip) => registry.removeConfig(ip));
 
   return {
     source: new NbdSource(registry, opts.diskWaitS * 1000),
+    serials,
     // The KVM probe and the appliance environment are prepared by the first connect, so a
     // daemon without NBD configs never runs qemu.
     start: () => watcher.start(),
@@ -135,9 +145,31 @@ export function createNbdSource(opts: NbdSourceOptions): NbdSourceHandle {
       kvmAvailable: guestfs?.kvmAvailable ?? null,
       configs: watcher.status(),
       disks: registry.status(),
+      serials: serials.status(),
     }),
   };
 }
 
 export { NbdConfigWatcher } from '../../config/nbd-config-watcher.ts';
 export { killAllGuestfish } from './guestfish-process.ts';
+
+/**
+ * The serials a feed's configs declare, kept current by its events (the one directory of
+ * a process, or in worker mode the main thread's: it routes a `<serial>/…` request).
+ */
+export function trackSerials(feed: ConfigFeed, logger: Logger): SerialDirectory {
+  const serials = new SerialDirectory();
+  const setSerial = (ip: string, config: NbdConfig, file: string) => {
+    serials.set(ip, config.serial);
+    const others = serials.conflictsOf(ip);
+    if (others.length > 0)
+      logger.warn(
+        { file, client: ip, serial: config.serial, alsoDeclaredBy: others },
+        'Serial declared by several configs; requests for it are refused',
+      );
+  };
+  feed.on('added', (ip, config, file) => setSerial(ip, config, file));
+  feed.on('changed', (ip, config, _prev, file) => setSerial(ip, config, file));
+  feed.on('removed', (ip) => serials.remove(ip));
+  return serials;
+}

@@ -32,6 +32,7 @@ function trackedFile(file: OpenedFile, slot: DiskSlot): OpenedFile {
   slot.fileOpened();
   return {
     size: file.size,
+    mtimeMs: file.mtimeMs,
     read: (buf, offset, length, position) => {
       slot.touch();
       return file.read(buf, offset, length, position);
