@@ -125,4 +125,7 @@ async function startWorker(): Promise<void> {
   post({ type: 'ready' });
 }
 
-await startWorker().catch((err: Error) => post({ type: 'failed', message: err.message }));
+// Only as a worker thread: imported anywhere else (the production-dependency check imports
+// every built module) it starts nothing.
+if (parentPort !== null)
+  await startWorker().catch((err: Error) => post({ type: 'failed', message: err.message }));
