@@ -112,6 +112,12 @@ export const bootClientSpecSchema = {
       minimum: 1,
       maximum: MAX_IDLE_TIMEOUT,
     },
+    serial: {
+      type: 'string',
+      description:
+        "A Raspberry Pi's serial number, 8 hex digits in any case (rendered lower-case): a request whose first path component is it (<serial>/start4.elf) is served from this client's view whatever address it comes from. One BootClient per serial, as per IP: the older one in the namespace holding the serial keeps it, and a serial claimed from another namespace is never taken over.",
+      pattern: '^[0-9a-fA-F]{8}$',
+    },
     backend: {
       type: 'string',
       description:
@@ -123,7 +129,7 @@ export const bootClientSpecSchema = {
 
 export const bootClientStatusSchema = statusSchema(
   'BootClient',
-  'Accepted (spec valid, and admitted by a BootNetwork outside the operator\'s namespace: reason Invalid or NotPermitted otherwise), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient, or another namespace, holds the IP), Ready (every live dataplane node serves its current config: message "served by N/M nodes").',
+  'Accepted (spec valid, and admitted by a BootNetwork outside the operator\'s namespace: reason Invalid or NotPermitted otherwise), Rendered (its <ip>.nbd is in the rendered configs), Conflict (another BootClient, or another namespace, holds the IP or the serial), Ready (every live dataplane node serves its current config: message "served by N/M nodes").',
   'Accepted, Rendered, Conflict or Ready.',
 );
 
@@ -139,6 +145,13 @@ export function buildBootClientCrd() {
     scope: 'Namespaced',
     printerColumns: [
       { name: 'IP', type: 'string', jsonPath: '.spec.ip', description: 'Client address' },
+      {
+        name: 'Serial',
+        type: 'string',
+        jsonPath: '.spec.serial',
+        description: 'Pi serial',
+        priority: 1,
+      },
       { name: 'NBD URL', type: 'string', jsonPath: '.spec.nbd.url', description: 'Disk' },
       {
         name: 'Accepted',

@@ -28,6 +28,8 @@ export interface BootClientSpec {
   prefetch?: boolean;
   idleTimeout?: number;
   backend?: NbdBackend;
+  /** A Raspberry Pi's serial number, 8 hex digits in any case (rendered lower-case). */
+  serial?: string;
 }
 
 /** The metav1.Condition shape. */
@@ -91,6 +93,7 @@ export function bootClientSpecToNbdInput(spec: BootClientSpec): NbdConfigInput {
     backend: spec.backend,
     prefetch: spec.prefetch,
     idleTimeout: spec.idleTimeout,
+    serial: spec.serial,
   };
 }
 
@@ -120,6 +123,7 @@ export function validateBootClientSpec(spec: unknown): BootClientValidation {
   if (spec.backend !== undefined) doc.backend = spec.backend;
   if (spec.prefetch !== undefined) doc.prefetch = spec.prefetch;
   if (spec.idleTimeout !== undefined) doc.idle_timeout = spec.idleTimeout;
+  if (spec.serial !== undefined) doc.serial = spec.serial;
   const parsed = validateNbdConfig(doc);
   if (!parsed.ok) problems.push(...parsed.problems.map(toSpecField));
   if (problems.length || !parsed.ok || ip === null) return { ok: false, problems };
@@ -131,6 +135,7 @@ export function validateBootClientSpec(spec: unknown): BootClientValidation {
     backend: c.backend,
     prefetch: c.prefetch,
     idleTimeout: c.idleTimeout,
+    serial: c.serial,
   };
   const text = renderNbdConfig(input);
   return {

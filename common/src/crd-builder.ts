@@ -73,8 +73,14 @@ export interface CrdDefinition {
   singular: string;
   shortNames: string[];
   scope: 'Namespaced' | 'Cluster';
-  /** Columns before Age (always last). */
-  printerColumns: { name: string; type: string; jsonPath: string; description: string }[];
+  /** Columns before Age (always last); priority 1 = shown only by `kubectl get -o wide`. */
+  printerColumns: {
+    name: string;
+    type: string;
+    jsonPath: string;
+    description: string;
+    priority?: number;
+  }[];
   description: string;
   spec: object;
   status: object;

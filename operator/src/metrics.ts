@@ -78,7 +78,7 @@ export function createOperatorMetrics(
     }),
     claims: new Gauge({
       name: 'rtftp_operator_claims',
-      help: 'IP claims in the claim ledger, by state (held: a BootClient of the namespace renders it; vacant: kept for the namespace until released)',
+      help: 'IP and serial claims in the claim ledger, by state (held: a BootClient of the namespace renders it; vacant: kept for the namespace until released)',
       labelNames: ['state'] as const,
       registers: controllerOnly,
     }),

@@ -85,6 +85,7 @@ const validSpec = fc.record({
   tftpRoot: fc.constantFrom('/', '/boot', '/boot/efi'),
   idleTimeout: fc.option(fc.integer({ min: 1, max: 604800 }), { nil: undefined }),
   backend: fc.option(fc.constantFrom('auto', 'native', 'guestfs'), { nil: undefined }),
+  serial: fc.option(fc.stringMatching(/^[0-9a-fA-F]{8}$/), { nil: undefined }),
 });
 
 test('valid specs pass both the CRD schema and the operator', () => {
@@ -115,6 +116,12 @@ test('whatever the CRD schema rejects, the operator rejects too', () => {
     ['idleTimeout', 1.5],
     ['backend', 'fuse'],
     ['prefetch', 'yes'],
+    ['serial', '1a2b3c4'],
+    ['serial', '1a2b3c4d5'],
+    ['serial', '1a2b3c4g'],
+    ['serial', ' 1a2b3c4'],
+    ['serial', ''],
+    ['serial', 12345678],
   );
   fc.assert(
     fc.property(validSpec, mutation, (spec, [field, value]) => {

@@ -72,6 +72,12 @@ const bootNetwork = (name: string, spec: Record<string, unknown>): KubeObjectInp
   metadata: { name },
   spec,
 });
+/** Admits tenant-a and tenant-b for 10.10.5.0/24, disks on 10.20.0.0/24. */
+const SHARED_POOL = bootNetwork('shared-pool', {
+  clientCIDRs: ['10.10.5.0/24'],
+  namespaces: { names: ['tenant-a', 'tenant-b'] },
+  nbdServers: [{ cidr: '10.20.0.0/24' }],
+});
 /** Everything tenant-b can read about its own objects: conditions and Events. */
 async function visibleTo(namespace: string, name: string): Promise<string> {
   const obj = await cluster.get('BootClient', name, namespace);
@@ -79,6 +85,18 @@ async function visibleTo(namespace: string, name: string): Promise<string> {
     .list('events.k8s.io/v1/events', namespace)
     .map((e) => `${e.reason} ${e.note}`);
   return JSON.stringify({ status: obj?.status, events });
+}
+
+/** Stops the operator and starts another (new identity), the claim ledger only in the API. */
+async function restartOperator(identity: string, args = TENANCY_ARGS) {
+  await operator.stop();
+  operator = await startOperator({
+    kubeconfig: cluster.kubeconfigPath,
+    namespace: cluster.namespace,
+    identity,
+    args,
+  });
+  await operator.waitForLog((l) => l.msg === 'Leadership acquired', 15_000);
 }
 
 before(async () => {
@@ -235,13 +253,7 @@ test('an invalid BootNetwork admits nothing and names every problem in its statu
 });
 
 test("tenant B never takes A's IP: not before, not while A waits on a finalizer, not after A is deleted, re-created or the operator restarts", async () => {
-  await cluster.apply(
-    bootNetwork('shared-pool', {
-      clientCIDRs: ['10.10.5.0/24'],
-      namespaces: { names: ['tenant-a', 'tenant-b'] },
-      nbdServers: [{ cidr: '10.20.0.0/24' }],
-    }),
-  );
+  await cluster.apply(SHARED_POOL);
   const holderA = inNs(
     'tenant-a',
     bootClient('a-board', { ip: '10.10.5.5', url: 'nbd://10.20.0.7/a' }),
@@ -294,14 +306,7 @@ test("tenant B never takes A's IP: not before, not while A waits on a finalizer,
   await bIsOut('A is gone');
 
   // Restart-safe: the claim is in the API, not in the operator's memory.
-  await operator.stop();
-  operator = await startOperator({
-    kubeconfig: cluster.kubeconfigPath,
-    namespace: cluster.namespace,
-    identity: 'op-tenancy-2',
-    args: TENANCY_ARGS,
-  });
-  await operator.waitForLog((l) => l.msg === 'Leadership acquired', 15_000);
+  await restartOperator('op-tenancy-2');
   await settle(1500);
   await bIsOut('after an operator restart');
 
@@ -311,6 +316,69 @@ test("tenant B never takes A's IP: not before, not while A waits on a finalizer,
   await bIsOut('A re-created');
   const metrics = await (await fetch(`http://127.0.0.1:${operator.port}/metrics`)).text();
   assert.match(metrics, /rtftp_operator_claims\{state="held"\} [1-9]/);
+});
+
+test("a serial is claimed like an IP: one holder per serial, and tenant B never takes A's, not after A is deleted, re-created or the operator restarts", async () => {
+  await cluster.apply(SHARED_POOL);
+  const piA = inNs(
+    'tenant-a',
+    bootClient('a-pi', { ip: '10.10.5.30', url: 'nbd://10.20.0.7/pa', serial: 'd0c0ffee' }),
+  );
+  await cluster.apply(piA);
+  await waitFor(
+    () => fileText('10.10.5.30')?.includes('"serial":"d0c0ffee"'),
+    5000,
+    'A rendered with its serial',
+  );
+  await settle(1100); // creationTimestamp has one-second resolution: the others are younger
+  /** Applies a Pi wanting serial D0C0FFEE (upper case) and waits for its Conflict. */
+  const conflictingPi = async (namespace: string, name: string, ip: string) => {
+    const url = `nbd://10.20.0.8/${name}`;
+    await cluster.apply(inNs(namespace, bootClient(name, { ip, url, serial: 'D0C0FFEE' })));
+    return waitCondition(name, namespace, 'Conflict', (x) => x.status === 'True', name);
+  };
+  // The same serial, another case, in A's own namespace: the older keeps it.
+  const twin = await conflictingPi('tenant-a', 'a-pi-twin', '10.10.5.32');
+  assert.equal(twin.reason, 'SerialInUse');
+  assert.match(twin.message, /serial d0c0ffee is held by BootClient tenant-a\/a-pi/);
+  assert.equal(fileText('10.10.5.32'), null);
+  await cluster.delete('BootClient', 'a-pi-twin', 'tenant-a');
+
+  const conflict = await conflictingPi('tenant-b', 'b-pi', '10.10.5.31');
+  assert.equal(conflict.reason, 'ClaimedByAnotherNamespace');
+  const bIsOut = async (when: string) => {
+    const c = await conditions('BootClient', 'b-pi', 'tenant-b');
+    assert.equal(c.Rendered?.status, 'False', when);
+    assert.equal(c.Conflict?.reason, 'ClaimedByAnotherNamespace', when);
+    assert.equal(fileText('10.10.5.31'), null, when);
+    assert.doesNotMatch(await visibleTo('tenant-b', 'b-pi'), /tenant-a|a-pi/, `${when}: B sees A`);
+  };
+  await bIsOut('A holds it');
+  const claimText = () =>
+    cluster.server.store
+      .list('/v1/configmaps', cluster.namespace)
+      .map((cm) => (cm.data as Record<string, string> | undefined)?.['serial-d0c0ffee.claim'])
+      .find((v) => v !== undefined);
+  assert.deepEqual(JSON.parse(claimText()!), { namespace: 'tenant-a' });
+
+  await cluster.delete('BootClient', 'a-pi', 'tenant-a');
+  await waitFor(() => fileText('10.10.5.30') === null, 5000, "A's config withdrawn");
+  await settle(1500);
+  await bIsOut('A is gone');
+  assert.equal((JSON.parse(claimText()!) as { namespace: string }).namespace, 'tenant-a');
+
+  await restartOperator('op-tenancy-serial');
+  await settle(1500);
+  await bIsOut('after an operator restart');
+
+  // A comes back, younger than B: it gets its serial back.
+  await cluster.apply(piA);
+  await waitFor(
+    () => fileText('10.10.5.30')?.includes('"serial":"d0c0ffee"'),
+    5000,
+    'A rendered again',
+  );
+  await bIsOut('A re-created');
 });
 
 test('the cluster admin releases a claim by deleting its key; then the other namespace may take the IP', async () => {
@@ -350,14 +418,7 @@ test('the cluster admin releases a claim by deleting its key; then the other nam
 });
 
 test('a vacant claim is released after --claim-retention', async () => {
-  await operator.stop();
-  operator = await startOperator({
-    kubeconfig: cluster.kubeconfigPath,
-    namespace: cluster.namespace,
-    identity: 'op-retention',
-    args: [...TENANCY_ARGS, '--claim-retention', '3'],
-  });
-  await operator.waitForLog((l) => l.msg === 'Leadership acquired', 15_000);
+  await restartOperator('op-retention', [...TENANCY_ARGS, '--claim-retention', '3']);
   await cluster.apply(
     inNs('tenant-a', bootClient('a-three', { ip: '10.10.5.7', url: 'nbd://10.20.0.7/a3' })),
   );

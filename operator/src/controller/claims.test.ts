@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  claimKeyOf,
   formatClaim,
   parseClaim,
   readClaimLedger,
+  serialClaimId,
   settleClaims,
   type Claim,
   type Claimant,
@@ -24,7 +26,7 @@ test('an unclaimed IP goes to its oldest claimant, whose namespace is recorded',
   const s = settleClaims([a, b], new Map(), T0, 24 * HOUR);
   assert.equal(s.holders.get('10.0.0.5'), a);
   assert.deepEqual(s.ledger.get('10.0.0.5'), { namespace: 'tenant-a' });
-  assert.deepEqual(s.losers.get(b.key), { ip: '10.0.0.5', holder: null });
+  assert.deepEqual(s.losers.get(b.key), { id: '10.0.0.5', holder: null });
 });
 
 test('a claim from another namespace never wins, however old, while the holder is away', () => {
@@ -32,7 +34,7 @@ test('a claim from another namespace never wins, however old, while the holder i
   const held = ledger({ '10.0.0.5': { namespace: 'tenant-a' } });
   const gone = settleClaims([olderB], held, T0, 24 * HOUR);
   assert.equal(gone.holders.size, 0);
-  assert.deepEqual(gone.losers.get(olderB.key), { ip: '10.0.0.5', holder: null });
+  assert.deepEqual(gone.losers.get(olderB.key), { id: '10.0.0.5', holder: null });
   assert.deepEqual(gone.ledger.get('10.0.0.5'), {
     namespace: 'tenant-a',
     vacantSince: '2026-03-01T00:00:00Z',
@@ -103,6 +105,9 @@ test('claims round-trip through ConfigMap data; junk and foreign keys are ignore
           '10.0.0.1.nbd': '{}',
           'not-an-ip.claim': formatClaim({ namespace: 'x' }),
           '10.0.0.2.claim': 'junk',
+          [claimKeyOf(serialClaimId('1a2b3c4d'))]: formatClaim({ namespace: 'pi' }),
+          'serial-1A2B3C4E.claim': formatClaim({ namespace: 'admin-typed' }),
+          'serial-1a2b3c4.claim': formatClaim({ namespace: 'x' }),
         },
       },
     ],
@@ -113,6 +118,9 @@ test('claims round-trip through ConfigMap data; junk and foreign keys are ignore
     [
       ['10.0.0.1', { namespace: 'current' }],
       ['fd00::5', { namespace: 'v6' }],
+      ['serial-1a2b3c4d', { namespace: 'pi' }],
+      ['serial-1a2b3c4e', { namespace: 'admin-typed' }],
     ],
   );
+  assert.equal(claimKeyOf(serialClaimId('1a2b3c4d')), 'serial-1a2b3c4d.claim');
 });

@@ -19,8 +19,13 @@
  *   when the cluster admin deletes its key. A live claimant from the holder namespace
  *   makes it held again.
  * Within one namespace the oldest claimant wins, as before.
+ *
+ * A Raspberry Pi serial (`spec.serial`) is claimed the same way, in the same ledger, under
+ * its own key (`serial-<8 hex>.claim`; serialClaimId): render() settles the serials among
+ * the BootClients that hold their IP, with the same rules.
  */
 import { canonicalIp } from '../../../common/src/ip.ts';
+import { canonicalSerial } from '../../../common/src/nbd-config.ts';
 import { configMapKeyOf, fileNameOfConfigMapKey } from './shards.ts';
 
 /** One ledger entry. */
@@ -38,13 +43,13 @@ export interface Claimant {
 }
 
 export interface SettledClaims<C extends Claimant> {
-  /** IP → the claimant that renders it. */
+  /** Claim id (an IP, or a serialClaimId) → the claimant that holds it. */
   holders: Map<string, C>;
   /** Claimant key → who beat it: a claimant of the same namespace, or null for another namespace. */
-  losers: Map<string, { ip: string; holder: C | null }>;
+  losers: Map<string, { id: string; holder: C | null }>;
   /** The ledger as it should be stored. */
   ledger: Map<string, Claim>;
-  /** IPs whose claim was released this time because its retention ran out. */
+  /** Claim ids whose claim was released this time because its retention ran out. */
   expired: string[];
   /** Milliseconds until the next vacant claim expires; undefined when none will. */
   nextExpiryMs: number | undefined;
@@ -53,23 +58,42 @@ export interface SettledClaims<C extends Claimant> {
 export const CLAIM_KEY_SUFFIX = '.claim';
 export const DEFAULT_CLAIM_RETENTION_S = 7 * 24 * 3600;
 
+const SERIAL_CLAIM_PREFIX = 'serial-';
+
 const isoSeconds = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
+/** The ledger id of a canonical serial: `serial-1a2b3c4d` (never an IP's spelling). */
+export function serialClaimId(serial: string): string {
+  return SERIAL_CLAIM_PREFIX + serial;
+}
+
+/** True for the id of a serial's claim, false for an IP's. */
+export function isSerialClaimId(id: string): boolean {
+  return id.startsWith(SERIAL_CLAIM_PREFIX);
+}
+
+/** Log fields naming a claim: `{ ip }` or `{ serial }`. */
+export function claimLogFields(id: string): { ip: string } | { serial: string } {
+  return isSerialClaimId(id) ? { serial: id.slice(SERIAL_CLAIM_PREFIX.length) } : { ip: id };
+}
+
 /**
- * Settles who holds each IP. `claimants` must be in priority order (oldest first):
- * render() sorts them by creation time, then namespace/name.
+ * Settles who holds each claim id: by default a claimant's IP; `idOf` names another one
+ * (a serial's), and `current` must then hold only ids of that kind. `claimants` must be in
+ * priority order (oldest first): render() sorts them by creation time, then namespace/name.
  */
 export function settleClaims<C extends Claimant>(
   claimants: readonly C[],
   current: ReadonlyMap<string, Claim>,
   now: number,
   retentionMs: number,
+  idOf: (c: C) => string = (c) => c.ip,
 ): SettledClaims<C> {
-  const byIp = new Map<string, C[]>();
+  const byId = new Map<string, C[]>();
   for (const c of claimants) {
-    const list = byIp.get(c.ip);
+    const list = byId.get(idOf(c));
     if (list) list.push(c);
-    else byIp.set(c.ip, [c]);
+    else byId.set(idOf(c), [c]);
   }
   const out: SettledClaims<C> = {
     holders: new Map(),
@@ -78,27 +102,30 @@ export function settleClaims<C extends Claimant>(
     expired: [],
     nextExpiryMs: undefined,
   };
-  for (const ip of new Set([...current.keys(), ...byIp.keys()])) {
-    let claim = current.get(ip);
-    const wanting = byIp.get(ip) ?? [];
+  for (const id of new Set([...current.keys(), ...byId.keys()])) {
+    let claim = current.get(id);
+    const wanting = byId.get(id) ?? [];
     if (claim?.vacantSince !== undefined && retentionMs > 0) {
       const since = Date.parse(claim.vacantSince);
       const left = (Number.isNaN(since) ? now : since) + retentionMs - now;
       const stillVacant = !wanting.some((c) => c.namespace === claim!.namespace);
       if (left <= 0 && stillVacant) {
-        out.expired.push(ip);
+        out.expired.push(id);
         claim = undefined;
       }
     }
     const holder = claim ? wanting.find((c) => c.namespace === claim!.namespace) : wanting[0];
-    if (holder) out.holders.set(ip, holder);
+    if (holder) out.holders.set(id, holder);
     for (const c of wanting)
       if (c !== holder)
-        out.losers.set(c.key, { ip, holder: c.namespace === holder?.namespace ? holder : null });
-    if (holder) out.ledger.set(ip, { namespace: holder.namespace });
+        out.losers.set(c.key, {
+          id,
+          holder: c.namespace === holder?.namespace ? holder : null,
+        });
+    if (holder) out.ledger.set(id, { namespace: holder.namespace });
     else if (claim) {
       const vacantSince = claim.vacantSince ?? isoSeconds(now);
-      out.ledger.set(ip, { namespace: claim.namespace, vacantSince });
+      out.ledger.set(id, { namespace: claim.namespace, vacantSince });
       if (retentionMs > 0) {
         const left = Date.parse(vacantSince) + retentionMs - now;
         out.nextExpiryMs = Math.max(0, Math.min(out.nextExpiryMs ?? Infinity, left));
@@ -108,9 +135,17 @@ export function settleClaims<C extends Claimant>(
   return out;
 }
 
-/** The ConfigMap data key of an IP's claim: `<ip>.claim`, ConfigMap-safe. */
-export function claimKeyOf(ip: string): string {
-  return configMapKeyOf(ip + CLAIM_KEY_SUFFIX);
+/** The ConfigMap data key of a claim: `<ip>.claim` or `serial-<hex>.claim`, ConfigMap-safe. */
+export function claimKeyOf(id: string): string {
+  return configMapKeyOf(id + CLAIM_KEY_SUFFIX);
+}
+
+/** The claim id a stored key names (canonical), or null when it names no IP or serial. */
+function claimIdOfKey(key: string): string | null {
+  const name = fileNameOfConfigMapKey(key).slice(0, -CLAIM_KEY_SUFFIX.length);
+  if (!isSerialClaimId(name)) return canonicalIp(name);
+  const serial = canonicalSerial(name.slice(SERIAL_CLAIM_PREFIX.length));
+  return serial === null ? null : serialClaimId(serial);
 }
 
 /** The stored text of a claim (a ConfigMap data value). */
@@ -150,9 +185,9 @@ export function readClaimLedger(
   for (const shard of ordered)
     for (const [key, text] of Object.entries(shard.data ?? {})) {
       if (!key.endsWith(CLAIM_KEY_SUFFIX)) continue;
-      const ip = canonicalIp(fileNameOfConfigMapKey(key).slice(0, -CLAIM_KEY_SUFFIX.length));
-      const claim = ip === null ? null : parseClaim(text);
-      if (ip !== null && claim && !ledger.has(ip)) ledger.set(ip, claim);
+      const id = claimIdOfKey(key);
+      const claim = id === null ? null : parseClaim(text);
+      if (id !== null && claim && !ledger.has(id)) ledger.set(id, claim);
     }
   return ledger;
 }

@@ -21,7 +21,7 @@ import type { BootClient, BootClientStatus } from '../../../common/src/bootclien
 import type { BootNetwork } from '../../../common/src/bootnetwork.ts';
 import type { ReservedRange } from '../../../common/src/nbd-target-policy.ts';
 import type { OperatorMetrics } from '../metrics.ts';
-import { readClaimLedger } from './claims.ts';
+import { claimLogFields, readClaimLedger } from './claims.ts';
 import { mergeStatus, type ConditionEvent } from './conditions.ts';
 import { EventRecorder } from './event-recorder.ts';
 import type { HostResolver } from './host-resolver.ts';
@@ -344,8 +344,8 @@ export class Controller {
         { configs: result.configs.size, configMapsWritten: written },
         'Configs rendered',
       );
-    for (const ip of result.expiredClaims)
-      this.o.log.info({ ip }, 'Claim released: vacant for the whole retention');
+    for (const id of result.expiredClaims)
+      this.o.log.info(claimLogFields(id), 'Claim released: vacant for the whole retention');
     this.queueChangedStatuses();
     for (const key of this.written.keys()) if (!result.statuses.has(key)) this.written.delete(key);
     for (const [name, desired] of this.networks?.statuses ?? []) {

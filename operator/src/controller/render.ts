@@ -6,7 +6,8 @@
  * With a TenancyInput (the controller always passes one) it also admits tenants'
  * BootClients through BootNetworks (common/src/bootnetwork-admission.ts) and settles IP
  * claims through the claim ledger (claims.ts), which it writes into the shards beside the
- * configs. Without one (unit tests, benchmarks) every namespace is trusted and the oldest
+ * configs. A `spec.serial` is claimed like an IP, in the same ledger, among the BootClients
+ * that hold their IP; a BootClient renders only when it holds both. Without one (unit tests, benchmarks) every namespace is trusted and the oldest
  * claimant of an IP wins, as before BootNetworks existed.
  */
 import {
@@ -20,7 +21,15 @@ import {
   type AdmissionContext,
 } from '../../../common/src/bootnetwork-admission.ts';
 import { configNameOf, formatProblems, renderNbdConfig } from '../../../common/src/nbd-config.ts';
-import { claimKeyOf, formatClaim, settleClaims, type Claim, type Claimant } from './claims.ts';
+import {
+  claimKeyOf,
+  formatClaim,
+  isSerialClaimId,
+  serialClaimId,
+  settleClaims,
+  type Claim,
+  type Claimant,
+} from './claims.ts';
 import type { Placement } from './ready.ts';
 import { configMapKeyOf, shardOf, shardName } from './shards.ts';
 
@@ -49,7 +58,7 @@ export interface TenancyInput {
   /** True for a namespace whose BootClients need no BootNetwork (the operator's own). */
   trusted(namespace: string): boolean;
   admission: AdmissionContext;
-  /** The claim ledger as stored (IP → claim). */
+  /** The claim ledger as stored (IP or serialClaimId → claim). */
   claims: ReadonlyMap<string, Claim>;
   /** Milliseconds since the epoch: when vacant claims started, and expire. */
   now: number;
@@ -68,7 +77,7 @@ export interface RenderResult {
   placements: Map<string, Placement>;
   /** The claim ledger to store (empty without a TenancyInput). */
   claims: Map<string, Claim>;
-  /** IPs whose vacant claim ran out its retention in this render. */
+  /** Claim ids (IPs, serialClaimIds) whose vacant claim ran out its retention in this render. */
   expiredClaims: string[];
   /** When the next vacant claim expires: render again then. */
   requeueAfterMs: number | undefined;
@@ -172,6 +181,36 @@ interface Candidate extends Claimant {
   fileName: string;
   text: string;
   acceptedMessage: string;
+  /** Canonical (lower-case) serial, or undefined. */
+  serial: string | undefined;
+}
+
+/** The Conflict status of a BootClient that lost its IP or its serial to `holder` (null: another namespace). */
+function lostStatus(
+  c: Candidate,
+  kind: 'IP' | 'serial',
+  value: string,
+  holder: Candidate | null,
+): DesiredStatus {
+  const what = `${kind} ${value}`;
+  // Never an object of another namespace in a status: that one is only "another namespace".
+  const [rendered, reason, message] = holder
+    ? [
+        `not rendered: ${what} is held by ${holder.key}`,
+        kind === 'IP' ? 'IpInUse' : 'SerialInUse',
+        `${what} is held by BootClient ${holder.key}, which is older; this one takes over when that one is deleted or changes its ${kind}`,
+      ]
+    : [
+        `not rendered: ${what} is claimed by another namespace`,
+        'ClaimedByAnotherNamespace',
+        `${what} is claimed by another namespace; it is never taken over from there: the cluster admin can release the claim (docs/operator.md)`,
+      ];
+  return acceptedWith(
+    c.generation,
+    c.acceptedMessage,
+    ['False', 'Conflict', rendered],
+    ['True', reason, message],
+  );
 }
 
 export function render(
@@ -219,40 +258,34 @@ export function render(
       fileName: v.fileName,
       text,
       acceptedMessage,
+      serial: v.input.serial,
     });
   }
 
-  const settled = tenancy
-    ? settleClaims(candidates, tenancy.claims, tenancy.now, tenancy.claimRetentionMs)
-    : settleClaims(candidates, new Map(), 0, 0);
+  const ledgerOf = (serials: boolean) =>
+    new Map([...(tenancy?.claims ?? [])].filter(([id]) => isSerialClaimId(id) === serials));
+  const settle = (cs: Candidate[], serials: boolean, idOf?: (c: Candidate) => string) =>
+    tenancy
+      ? settleClaims(cs, ledgerOf(serials), tenancy.now, tenancy.claimRetentionMs, idOf)
+      : settleClaims(cs, new Map(), 0, 0, idOf);
+  const settled = settle(candidates, false);
+  // A serial is claimed only by BootClients that hold their IP: one that cannot render
+  // anyway never keeps a serial from one that can.
+  const serialIdOf = (c: Candidate) => serialClaimId(c.serial!);
+  const settledSerials = settle(
+    candidates.filter((c) => c.serial !== undefined && settled.holders.get(c.ip) === c),
+    true,
+    serialIdOf,
+  );
+  const holdsAll = (c: Candidate) =>
+    settled.holders.get(c.ip) === c &&
+    (c.serial === undefined || settledSerials.holders.get(serialIdOf(c)) === c);
 
   for (const c of candidates) {
-    const lost = settled.losers.get(c.key);
-    if (!lost) continue;
-    const { ip, holder } = lost;
-    // Never an object of another namespace in a status: that one is only "another namespace".
-    const status = holder
-      ? acceptedWith(
-          c.generation,
-          c.acceptedMessage,
-          ['False', 'Conflict', `not rendered: IP ${ip} is held by ${holder.key}`],
-          [
-            'True',
-            'IpInUse',
-            `IP ${ip} is held by BootClient ${holder.key}, which is older; this one takes over when that one is deleted or changes its IP`,
-          ],
-        )
-      : acceptedWith(
-          c.generation,
-          c.acceptedMessage,
-          ['False', 'Conflict', `not rendered: IP ${ip} is claimed by another namespace`],
-          [
-            'True',
-            'ClaimedByAnotherNamespace',
-            `IP ${ip} is claimed by another namespace; it is never taken over from there: the cluster admin can release the claim (docs/operator.md)`,
-          ],
-        );
-    statuses.set(c.key, status);
+    const lostIp = settled.losers.get(c.key);
+    const lostSerial = settledSerials.losers.get(c.key);
+    if (lostIp) statuses.set(c.key, lostStatus(c, 'IP', c.ip, lostIp.holder));
+    else if (lostSerial) statuses.set(c.key, lostStatus(c, 'serial', c.serial!, lostSerial.holder));
   }
 
   const shards = new Map<string, Map<string, string>>();
@@ -262,11 +295,13 @@ export function render(
     shardBytes.set(shardName(i), 0);
   }
   const shardFor = (ip: string) => shardName(shardOf(configNameOf(ip), options.shardCount));
-  const claims = tenancy ? settled.ledger : new Map<string, Claim>();
+  const claims = tenancy
+    ? new Map([...settled.ledger, ...settledSerials.ledger])
+    : new Map<string, Claim>();
   // Claims first: they are small, and losing one would let another namespace take an IP.
-  for (const [ip, claim] of [...claims].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const shard = shardFor(ip);
-    const key = claimKeyOf(ip);
+  for (const [id, claim] of [...claims].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const shard = shardFor(id);
+    const key = claimKeyOf(id);
     const value = formatClaim(claim);
     shards.get(shard)!.set(key, value);
     shardBytes.set(shard, shardBytes.get(shard)! + key.length + value.length);
@@ -275,7 +310,7 @@ export function render(
   const placements = new Map<string, Placement>();
   // Holders in age order, so when a shard is full the older clients keep their place.
   for (const c of candidates) {
-    if (settled.holders.get(c.ip) !== c) continue;
+    if (!holdsAll(c)) continue;
     const shard = shardFor(c.ip);
     const dataKey = configMapKeyOf(c.fileName);
     const size = (shardBytes.get(shard) ?? 0) + dataKey.length + c.text.length;
@@ -303,7 +338,13 @@ export function render(
     statuses,
     placements,
     claims,
-    expiredClaims: tenancy ? settled.expired : [],
-    requeueAfterMs: tenancy ? settled.nextExpiryMs : undefined,
+    expiredClaims: tenancy ? [...settled.expired, ...settledSerials.expired] : [],
+    requeueAfterMs: tenancy
+      ? minDefined(settled.nextExpiryMs, settledSerials.nextExpiryMs)
+      : undefined,
   };
+}
+
+function minDefined(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
