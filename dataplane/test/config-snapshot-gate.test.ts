@@ -9,7 +9,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { renderNbdConfig } from '../../common/src/nbd-config.ts';
-import { SNAPSHOT_MARKER } from '../src/config/snapshot-gate.ts';
+import { SNAPSHOT_MARKER } from '../../common/src/snapshot-marker.ts';
 import { buildFilesystemImage } from './fixtures/disk-image.ts';
 import { freePort, startNbdkit } from './fixtures/nbdkit.ts';
 import type { RunningNbdkit } from './fixtures/nbdkit.ts';

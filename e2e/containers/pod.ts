@@ -27,7 +27,7 @@ import {
   type K8sObject,
   type PodSpec,
 } from '../../charts/test/helm.ts';
-import { SNAPSHOT_MARKER } from '../../dataplane/src/config/snapshot-gate.ts';
+import { SNAPSHOT_MARKER, renderSnapshotMarker } from '../../common/src/snapshot-marker.ts';
 import { startProcess, type TrackedProcess } from '../harness/processes.ts';
 
 /** The names scripts/build-image.sh gives the images; the chart renders them with these values. */
@@ -67,8 +67,13 @@ function missingReason(images: string[]): string | undefined {
  */
 export function writeCompleteSnapshot(configDir: string): void {
   const tmp = join(configDir, '.snapshot.tmp');
-  const marker = { complete: true, source: 'api', resourceVersions: {}, syncedAt: new Date() };
-  writeFileSync(tmp, JSON.stringify(marker), { mode: 0o644 });
+  const marker = renderSnapshotMarker({
+    complete: true,
+    source: 'api',
+    resourceVersions: {},
+    syncedAt: new Date().toISOString(),
+  });
+  writeFileSync(tmp, marker, { mode: 0o644 });
   renameSync(tmp, join(configDir, SNAPSHOT_MARKER));
 }
 

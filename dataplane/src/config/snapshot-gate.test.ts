@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { pino } from 'pino';
 import { createDataplaneMetrics } from '../metrics.ts';
-import { SNAPSHOT_MARKER, SnapshotGate, parseSnapshotMarker } from './snapshot-gate.ts';
+import { SNAPSHOT_MARKER, parseSnapshotMarker } from '../../../common/src/snapshot-marker.ts';
+import { SnapshotGate } from './snapshot-gate.ts';
 
 const GOOD = {
   complete: true,

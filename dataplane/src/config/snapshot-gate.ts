@@ -26,56 +26,18 @@ import { open } from 'node:fs/promises';
 import type { RemoteInfo } from 'node:dgram';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import {
+  SNAPSHOT_MARKER,
+  parseSnapshotMarker,
+  type MarkerParse,
+  type SnapshotMarker,
+} from '../../../common/src/snapshot-marker.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
 
-export const SNAPSHOT_MARKER = '.rtftp-snapshot.json';
 /** A marker names one resourceVersion per shard (at most 256): far below this. */
 export const MAX_MARKER_BYTES = 1024 * 1024;
 /** The reason label of dropped requests and their log lines. */
 export const SNAPSHOT_PENDING = 'snapshot-pending';
-
-export interface SnapshotMarker {
-  complete: boolean;
-  /** Where the sidecar took the snapshot from: the API server, or the copy kept on the node. */
-  source: 'api' | 'node';
-  /** The rendered ConfigMaps (shards) of the snapshot and their resourceVersions. */
-  resourceVersions: Record<string, string>;
-  /** When the snapshot was complete, ISO 8601. */
-  syncedAt: string;
-}
-
-export type MarkerParse = { ok: true; marker: SnapshotMarker } | { ok: false; reason: string };
-
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** Checks a marker's text against the contract; the reason names the first bad field. */
-export function parseSnapshotMarker(text: string): MarkerParse {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return { ok: false, reason: 'not JSON' };
-  }
-  if (!isObject(v)) return { ok: false, reason: 'not a JSON object' };
-  if (typeof v.complete !== 'boolean') return { ok: false, reason: 'complete: not a boolean' };
-  if (v.source !== 'api' && v.source !== 'node')
-    return { ok: false, reason: 'source: not "api" or "node"' };
-  const rvs = v.resourceVersions;
-  if (!isObject(rvs) || !Object.values(rvs).every((rv) => typeof rv === 'string'))
-    return { ok: false, reason: 'resourceVersions: not an object of strings' };
-  if (typeof v.syncedAt !== 'string' || Number.isNaN(Date.parse(v.syncedAt)))
-    return { ok: false, reason: 'syncedAt: not an ISO time' };
-  return {
-    ok: true,
-    marker: {
-      complete: v.complete,
-      source: v.source,
-      resourceVersions: rvs as Record<string, string>,
-      syncedAt: v.syncedAt,
-    },
-  };
-}
 
 /** Reads the marker: its parse, or why there is none. Never throws. */
 export async function readSnapshotMarker(dir: string): Promise<MarkerParse> {

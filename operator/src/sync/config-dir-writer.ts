@@ -13,7 +13,11 @@ import { readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { clientIpOfConfigName } from '../../../common/src/nbd-config.ts';
-import { SNAPSHOT_MARKER, markerText, type SnapshotMarker } from './snapshot-marker.ts';
+import {
+  SNAPSHOT_MARKER,
+  renderSnapshotMarker,
+  type SnapshotMarker,
+} from '../../../common/src/snapshot-marker.ts';
 
 export const MANIFEST_NAME = '.rtftp-sync-manifest.json';
 
@@ -109,12 +113,12 @@ export class ConfigDirWriter {
   }
 
   /**
-   * Declares the files now in the directory a complete snapshot (snapshot-marker.ts). Call
+   * Declares the files now in the directory a complete snapshot (common/src/snapshot-marker.ts). Call
    * it only after apply() of that snapshot returned: the dataplane trusts every file it
    * sees once the marker is there.
    */
   async writeMarker(marker: SnapshotMarker): Promise<void> {
-    await this.writeAtomic(SNAPSHOT_MARKER, markerText(marker));
+    await this.writeAtomic(SNAPSHOT_MARKER, renderSnapshotMarker(marker));
   }
 
   private async writeManifest(names: string[]): Promise<void> {

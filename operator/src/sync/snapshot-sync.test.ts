@@ -5,14 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import {
-  SNAPSHOT_MARKER as GATE_MARKER,
-  parseSnapshotMarker,
-} from '../../../dataplane/src/config/snapshot-gate.ts';
 import { createOperatorMetrics } from '../metrics.ts';
 import { ConfigDirWriter } from './config-dir-writer.ts';
 import { NodeSnapshotStore, nodeFs, type SnapshotFs } from './node-snapshot.ts';
-import { SNAPSHOT_MARKER } from './snapshot-marker.ts';
+import { SNAPSHOT_MARKER, parseSnapshotMarker } from '../../../common/src/snapshot-marker.ts';
 import { SnapshotSync } from './snapshot-sync.ts';
 
 const log = pino({ level: 'silent' });
@@ -68,10 +64,6 @@ function withHarness(fn: (h: Harness) => Promise<void>) {
 const listing = (rv: string, text: string) => ({
   files: new Map([['10.0.0.1.nbd', text]]),
   resourceVersions: { 'rtftp-configs-00': rv },
-});
-
-test('the marker is the one the dataplane gate reads, and parses there', () => {
-  assert.equal(SNAPSHOT_MARKER, GATE_MARKER);
 });
 
 test(

@@ -1,6 +1,6 @@
 /**
  * What the sync sidecar serves, and from where: the config dir (the dataplane's), its
- * snapshot marker (snapshot-marker.ts) and the copy kept on the node (node-snapshot.ts).
+ * snapshot marker (common/src/snapshot-marker.ts) and the copy kept on the node (node-snapshot.ts).
  *
  * - restore(), at start, before or without the API server: the node's copy into the config
  *   dir, then the marker with source "node". The dataplane serves it at once.
