@@ -141,7 +141,10 @@ export interface RtftpOptions {
   nodeArgs?: string[];
 }
 
-/** Starts bin/rtftp.js and resolves once it logged "Server listening" (its port parsed from it). */
+/**
+ * Starts bin/rtftp.js and resolves once it logged "Server listening" (its port parsed from
+ * it), and, when given a --metrics-port, once its HTTP server listens too.
+ */
 export async function startRtftp(o: RtftpOptions): Promise<RunningServer> {
   const argv = [
     process.execPath,
@@ -168,6 +171,11 @@ export async function startRtftp(o: RtftpOptions): Promise<RunningServer> {
     server.port = Number(line.port);
     if (!Number.isInteger(server.port) || server.port <= 0)
       throw new Error(`rtftp logged "Server listening" without a port: ${JSON.stringify(line)}`);
+    // "Server listening" (TFTP) comes before the HTTP server binds: a test that fetched
+    // /metrics at once could meet a refused connection. Wait for that server too.
+    const metricsPort = o.args?.[o.args.indexOf('--metrics-port') + 1];
+    if (o.args?.includes('--metrics-port') && metricsPort !== '0')
+      await server.waitForLog((l) => l.msg === 'HTTP server listening', 30_000);
   } catch (err) {
     await server.stop();
     throw err;
@@ -177,7 +185,7 @@ export async function startRtftp(o: RtftpOptions): Promise<RunningServer> {
 
 /**
  * Starts rtftp with its HTTP server (/metrics, /healthz) on a free loopback port, and a
- * short grace period; resolves the server and that port.
+ * short grace period; resolves the server and that port once that server listens.
  */
 export async function startRtftpWithHttp(
   root: string,
