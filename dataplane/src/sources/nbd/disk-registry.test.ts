@@ -251,6 +251,60 @@ describe('DiskRegistry + NbdSource', () => {
     await registry.stop();
   });
 
+  it('every allowed session in use: a request waits for room, and gets its own disk once a file closes', async () => {
+    const c = fakeConnector();
+    const { registry, source } = setup(c.connect, { maxSessions: 1 });
+    for (const ip of ['10.0.0.1', '10.0.0.2']) registry.setConfig(ip, cfg({ prefetch: false }), ip);
+    const held = await source.open(req('10.0.0.1', 'k'), never);
+    assert.equal(held.status, 'found');
+    const waiting = readAll(source, '10.0.0.2', 'k');
+    await sleep(100);
+    assert.equal(c.disks.length, 1, 'no second session while the first is in use');
+    if (held.status === 'found') await held.file.close();
+    assert.equal(await waiting, 'kernel', 'served from its own disk, not the rest of the view');
+    assert.deepEqual(
+      c.disks.map((d) => d.closed),
+      [true, false],
+    );
+    await registry.stop();
+  });
+
+  it('every allowed session in use past --disk-wait: not-ready (ERROR 0, retry), never the rest of the view', async () => {
+    const c = fakeConnector();
+    const { registry } = setup(c.connect, { maxSessions: 1 });
+    const source = new NbdSource(registry, 150);
+    for (const ip of ['10.0.0.1', '10.0.0.2']) registry.setConfig(ip, cfg({ prefetch: false }), ip);
+    const held = await source.open(req('10.0.0.1', 'k'), never);
+    assert.equal(held.status, 'found');
+    assert.equal(await readAll(source, '10.0.0.2', 'k'), 'not-ready');
+    assert.equal(c.disks.length, 1);
+    if (held.status === 'found') await held.file.close();
+    assert.equal(await readAll(source, '10.0.0.2', 'k'), 'kernel', 'room again: served');
+    await registry.stop();
+  });
+
+  it('a disk acquired but whose file is still opening is not closed to make room', async () => {
+    const c = fakeConnector();
+    const { registry, source } = setup(c.connect, { maxSessions: 1 });
+    for (const ip of ['10.0.0.1', '10.0.0.2']) registry.setConfig(ip, cfg({ prefetch: false }), ip);
+    assert.equal(await readAll(source, '10.0.0.1', 'k'), 'kernel');
+    // The first disk is connected and idle; its next open is slow.
+    const disk = c.disks[0]!;
+    const open = disk.open.bind(disk);
+    disk.open = async (path) => {
+      await sleep(100);
+      if (disk.closed) throw new Error('session closed under the open');
+      return open(path);
+    };
+    const first = readAll(source, '10.0.0.1', 'k');
+    await sleep(20);
+    const second = readAll(source, '10.0.0.2', 'k');
+    assert.equal(await first, 'kernel', 'not closed under the open in flight');
+    assert.equal(await second, 'kernel', 'and the other client got its room after it');
+    assert.equal(c.disks.length, 2);
+    await registry.stop();
+  });
+
   it('relaunches a session that died, on the next request', async () => {
     const c = fakeConnector();
     const { registry, source } = setup(c.connect);

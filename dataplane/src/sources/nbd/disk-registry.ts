@@ -37,6 +37,8 @@ export class DiskRegistry {
   private readonly slots = new Map<string, DiskSlot>();
   private readonly retired = new Set<DiskSlot>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Requests waiting for room under --max-sessions (bounded by admission's transfers). */
+  private readonly roomWaiters = new Set<() => void>();
 
   constructor(private readonly opts: DiskRegistryOptions) {
     const every = Math.max(200, Math.min(5000, opts.idleTimeoutMs / 4));
@@ -74,6 +76,8 @@ export class DiskRegistry {
       retryMaxMs: this.opts.retryMaxMs ?? 30_000,
       idleTimeoutMs: (config.idleTimeout ?? 0) * 1000 || this.opts.idleTimeoutMs,
       makeRoom: () => this.makeRoom(),
+      waitForRoom: (ms, signal) => this.waitForRoom(ms, signal),
+      roomMaybe: () => this.roomMaybe(),
     });
     this.slots.set(clientIp, slot);
     if (config.prefetch) slot.connectInBackground('config appeared');
@@ -119,6 +123,29 @@ export class DiskRegistry {
     if (!victim) return false;
     void victim.disconnect('least recently used, to stay within --max-sessions');
     return true;
+  }
+
+  /** Resolves when a session may have become free, after `ms`, or with the signal. */
+  private waitForRoom(ms: number, signal: AbortSignal): Promise<'room' | 'timeout' | 'aborted'> {
+    return new Promise((resolve) => {
+      const done = (why: 'room' | 'timeout' | 'aborted') => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        this.roomWaiters.delete(wake);
+        resolve(why);
+      };
+      const wake = () => done('room');
+      const onAbort = () => done('aborted');
+      const timer = setTimeout(() => done('timeout'), ms);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.roomWaiters.add(wake);
+    });
+  }
+
+  /** A session closed or became idle: every waiter tries again (the losers wait again). */
+  private roomMaybe(): void {
+    for (const wake of [...this.roomWaiters]) wake();
   }
 
   private closeIdle(): void {

@@ -22,7 +22,16 @@ export interface DiskSlotOptions {
   idleTimeoutMs: number;
   /** Asks the registry for room under --max-sessions; false when none can be made. */
   makeRoom(): boolean;
+  /**
+   * Resolves 'room' when a session may have become free (one closed, or one's last file
+   * closed), 'timeout' after `ms`, 'aborted' with the signal.
+   */
+  waitForRoom(ms: number, signal: AbortSignal): Promise<'room' | 'timeout' | 'aborted'>;
+  /** Tells the registry a session may have become free. */
+  roomMaybe(): void;
 }
+
+const MAX_SESSIONS_CODE = 'RTFTP_ERR_NBD_MAX_SESSIONS';
 
 export type SlotState = 'disconnected' | 'connecting' | 'connected' | 'failed' | 'retired';
 
@@ -106,7 +115,10 @@ export class DiskSlot {
   fileClosed(): void {
     this.activeFiles--;
     this.lastUsed = Date.now();
-    if (this.activeFiles === 0) this.whenNoFiles?.();
+    if (this.activeFiles === 0) {
+      this.whenNoFiles?.();
+      this.opts.roomMaybe();
+    }
   }
 
   touch(): void {
@@ -122,7 +134,7 @@ export class DiskSlot {
     if (!this.opts.makeRoom()) {
       this.recordError(
         new DiskError(
-          'RTFTP_ERR_NBD_MAX_SESSIONS',
+          MAX_SESSIONS_CODE,
           'other',
           'every allowed disk session is in use (--max-sessions)',
         ),
@@ -188,6 +200,7 @@ export class DiskSlot {
     })().finally(() => {
       this.connecting = undefined;
       if (this.connectAbort === abort) this.connectAbort = undefined;
+      if (!this.session) this.opts.roomMaybe();
     });
     return this.connecting;
   }
@@ -233,7 +246,7 @@ export class DiskSlot {
     if (this.state === 'retired') return { status: 'unavailable', reason: 'config removed' };
     this.lastUsed = Date.now();
     if (this.session && !this.session.healthy) this.dropSession('session failed');
-    if (this.session) return { status: 'ready', session: this.session };
+    if (this.session) return this.ready(this.session);
     let connecting = this.connecting;
     let quickRetry = false;
     if (!connecting) {
@@ -248,15 +261,26 @@ export class DiskSlot {
         quickRetry = true;
         waitMs = Math.min(waitMs, REQUEST_RETRY_WAIT_MS);
       }
-      connecting = this.startConnect(quickRetry ? 'request after a failure' : 'request');
-      if (!connecting)
-        return { status: 'unavailable', reason: this.lastError?.message ?? 'disk not connected' };
+    }
+    const deadline = Date.now() + waitMs;
+    if (!connecting) {
+      const started = await this.connectWhenRoom(
+        quickRetry ? 'request after a failure' : 'request',
+        deadline,
+        signal,
+      );
+      if (started === 'timeout') return { status: 'not-ready' };
+      if (started === 'aborted') return { status: 'unavailable', reason: 'request abandoned' };
+      if (started === 'retired') return { status: 'unavailable', reason: 'config removed' };
+      connecting = started.connecting;
     }
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     const outcome = await Promise.race([
       connecting.then(() => 'done' as const),
-      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs))),
+      new Promise<'timeout'>(
+        (r) => (timer = setTimeout(() => r('timeout'), Math.max(0, deadline - Date.now()))),
+      ),
       new Promise<'aborted'>((r) => {
         onAbort = () => r('aborted');
         if (signal.aborted) onAbort();
@@ -273,8 +297,42 @@ export class DiskSlot {
     if (outcome === 'aborted') return { status: 'unavailable', reason: 'request abandoned' };
     // Re-read: the connect above changed it (TypeScript's narrowing does not know).
     const session = this.session as DiskSession | undefined;
-    if (session?.healthy) return { status: 'ready', session };
+    if (session?.healthy) return this.ready(session);
     return { status: 'unavailable', reason: this.lastError?.message ?? 'disk not connected' };
+  }
+
+  /**
+   * The session, counted as in use at once (fileOpened): a request between acquiring the
+   * disk and opening its file must not see it closed as idle to make room for another.
+   * The caller ends that use with fileClosed(), when its file closes or its open fails.
+   */
+  private ready(session: DiskSession): { status: 'ready'; session: DiskSession } {
+    this.fileOpened();
+    return { status: 'ready', session };
+  }
+
+  /**
+   * Starts the connect, waiting until the deadline for room under --max-sessions. Every
+   * allowed session busy is a matter of capacity, not a broken disk: the request waits
+   * like one for a disk still connecting, and past --disk-wait gets 'not-ready' (ERROR 0,
+   * the client retries) — never the rest of the view, which could boot default/'s kernel.
+   */
+  private async connectWhenRoom(
+    why: string,
+    deadline: number,
+    signal: AbortSignal,
+  ): Promise<{ connecting: Promise<void> } | 'timeout' | 'aborted' | 'retired'> {
+    for (;;) {
+      if (this.state === 'retired') return 'retired';
+      // Another request may have connected this disk, or started to, while this one waited.
+      if (this.session) return { connecting: Promise.resolve() };
+      const connecting = this.startConnect(why);
+      if (connecting) return { connecting };
+      const left = deadline - Date.now();
+      if (left <= 0) return 'timeout';
+      const woke = await this.opts.waitForRoom(left, signal);
+      if (woke !== 'room') return woke;
+    }
   }
 
   /** Closes the session (if no file is open, unless `force`) and any connect in flight. */
@@ -296,6 +354,7 @@ export class DiskSlot {
     if (this.backend) this.opts.metrics.nbdSessionsActive.dec({ backend: this.backend });
     this.opts.logger.info({ backend: this.backend, reason: why }, 'Disk disconnected');
     this.connectedAt = null;
+    this.opts.roomMaybe();
     return session.close().catch(() => undefined);
   }
 

@@ -5,8 +5,9 @@
  * (the chain goes on to default/); 'unavailable' when the disk failed to connect or died
  * (logged, counted; the chain goes on, so a client whose disk server is down still gets
  * default/); 'not-ready' when the disk is still connecting after
- * --disk-wait: the disk is expected to work, and serving default/ instead could boot the
- * wrong kernel silently, so the client gets ERROR 0 and retries.
+ * --disk-wait, or every session --max-sessions allows is still in use: the disk is
+ * expected to work, and serving default/ instead could boot the wrong kernel silently, so
+ * the client gets ERROR 0 and retries.
  */
 import type { NbdConfig } from '../../../../common/src/nbd-config.ts';
 import type { DiskSession } from '../disk-session.ts';
@@ -26,10 +27,12 @@ export function pathInDisk(config: NbdConfig, components: readonly string[]): st
   return (config.tftpRoot === '/' ? '' : config.tftpRoot) + '/' + components.join('/');
 }
 
-/** Counts the file as in use on its slot, so idle closing and retiring wait for it. */
+/**
+ * Ends the slot's use (counted by acquire) when the file closes, so idle closing and
+ * retiring wait for it.
+ */
 function trackedFile(file: OpenedFile, slot: DiskSlot): OpenedFile {
   let closed = false;
-  slot.fileOpened();
   return {
     size: file.size,
     mtimeMs: file.mtimeMs,
@@ -63,7 +66,13 @@ export class NbdSource implements FileSource {
     if (got.status === 'not-ready' || got.status === 'unavailable') return got;
     const { slot, session } = got;
     const path = pathInDisk(slot.config, request.components);
-    return this.openOnDisk(session, slot, path, signal);
+    const r = await this.openOnDisk(session, slot, path, signal).catch((err: unknown) => {
+      slot.fileClosed();
+      throw err;
+    });
+    // Only a found file keeps the use acquire counted; it ends when that file closes.
+    if (r.status !== 'found') slot.fileClosed();
+    return r;
   }
 
   private async openOnDisk(
