@@ -25,6 +25,34 @@ test("a rack's neighbouring addresses spread evenly over the workers", () => {
   }
 });
 
+test('clients with a config are spread to within one of each other, and keep their worker until it goes', () => {
+  for (const workers of [2, 3, 7]) {
+    const r = new ClientRouting(workers, 4242);
+    const fresh = new ClientRouting(workers, 4242);
+    const ips = Array.from(
+      { length: 500 },
+      (_, i) => `127.100.${Math.floor(i / 200)}.${(i % 200) + 1}`,
+    );
+    const given = ips.map((ip) => r.assign(ip));
+    assert.ok(Math.max(...r.load) - Math.min(...r.load) <= 1, `${workers}: ${r.load.join(',')}`);
+    // A hash alone leaves them further apart: the reason for the assignment.
+    const hashed = new Array<number>(workers).fill(0);
+    for (const ip of ips) hashed[fresh.workerOf(ip)]! += 1;
+    assert.ok(Math.max(...hashed) - Math.min(...hashed) > 1, `hash: ${hashed.join(',')}`);
+    ips.forEach((ip, i) => {
+      assert.equal(r.workerOf(ip), given[i], 'requests go where the config went');
+      assert.equal(r.workerOf(`::ffff:${ip}`), given[i]);
+      assert.equal(r.assign(ip), given[i], 'a changed config stays on its worker');
+    });
+    for (const ip of ips.slice(0, 100)) r.unassign(ip);
+    assert.equal(
+      r.load.reduce((a, b) => a + b, 0),
+      400,
+    );
+    for (const ip of ips.slice(0, 100)) assert.equal(r.workerOf(ip), fresh.workerOf(ip));
+  }
+});
+
 test('the mapping depends on a per-process seed (a spoofer cannot aim at a chosen worker)', () => {
   const addresses = Array.from({ length: 64 }, (_, i) => `192.168.7.${i}`);
   const a = new ClientRouting(2, 1);

@@ -104,13 +104,15 @@ export class WorkerPool {
 
   configSet(clientIp: string, config: NbdConfig, file: string): void {
     this.configs.set(clientIp, { config, file });
-    this.post(this.routing.workerOf(clientIp), { type: 'config', clientIp, config, file });
+    this.post(this.routing.assign(clientIp), { type: 'config', clientIp, config, file });
     this.broadcast({ type: 'serial', clientIp, serial: config.serial });
   }
 
   configRemoved(clientIp: string): void {
     this.configs.delete(clientIp);
-    this.post(this.routing.workerOf(clientIp), { type: 'config-removed', clientIp });
+    const worker = this.routing.workerOf(clientIp);
+    this.routing.unassign(clientIp);
+    this.post(worker, { type: 'config-removed', clientIp });
     this.broadcast({ type: 'serial', clientIp, serial: undefined });
   }
 
