@@ -3,8 +3,9 @@
  * kernel and initrd at once, each from its own disk.
  *
  * N clients (default 500), each from its own loopback address, each with its own NBD disk
- * (one nbdkit serving hard links of a few disk images, read natively), all fetch an 8 MiB
- * kernel and a 32 MiB initrd at once, in the EDK2-like profile (blksize 1468, windowsize 4)
+ * (one nbdkit serving hard links of a few disk images, read natively), all at once, each
+ * fetching an 8 MiB kernel and then a 32 MiB initrd, as firmware does (--fetch parallel:
+ * both files at once), in the EDK2-like profile (blksize 1468, windowsize 4)
  * and the iPXE-like one (tsize probe, then blksize 1432 lock-step); HTTP boot is measured by
  * bench/http.ts, not here yet. The baseline, in the same run: the same payloads from local dirs
  * through tftp-hpa and dnsmasq (tftp-max raised so it can take part). Each server starts
@@ -15,11 +16,13 @@
  *   node --import tsx bench/storm.ts [--clients 500] [--profiles edk2,ipxe,http]
  *     [--servers rtftp,tftp-hpa,dnsmasq] [--workers 1,2] [--kernel-mib 8] [--initrd-mib 32]
  *     [--load-procs 2] [--variants 2] [--cold] [--cpu-prof DIR] [--rtftp-args "..."]
+ *     [--fetch sequential|parallel] [--server-log DIR]   (rtftp's log lines of each storm, one file per storm, to diagnose
+ *                           a failed client: add --rtftp-args "--log-level debug")
  *
  * Prints a markdown table (docs/performance.md explains each column) and the issue's targets.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -61,6 +64,8 @@ const { values: args } = parseArgs({
     variants: { type: 'string', default: '2' },
     cold: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    'server-log': { type: 'string' },
+    fetch: { type: 'string', default: 'sequential' },
     perf: { type: 'string' },
     'rtftp-args': { type: 'string', default: '' },
     'retransmit-ms': { type: 'string', default: '1000' },
@@ -69,6 +74,8 @@ const { values: args } = parseArgs({
 });
 
 const CLIENTS = Number(args.clients);
+if (args.fetch !== 'sequential' && args.fetch !== 'parallel')
+  throw new Error(`--fetch is sequential or parallel, not ${args.fetch}`);
 const LOAD_PROCS = Math.max(1, Number(args['load-procs']));
 const HOST = '127.0.0.1';
 const PORTS = { rtftp: 6901, 'tftp-hpa': 6902, dnsmasq: 69 } as const;
@@ -200,6 +207,7 @@ async function runStorm(
       profile,
       retransmitMs: Number(args['retransmit-ms']),
       maxRetries: 8,
+      sequential: args.fetch === 'sequential',
       payloadFiles,
       clients: share.map((c) => ({
         address: c.address,
@@ -234,6 +242,12 @@ async function runStorm(
     if (perf) {
       perf.kill('SIGINT');
       await new Promise((r) => perf.once('exit', r));
+    }
+    if (args['server-log'] && plan.kind === 'rtftp') {
+      mkdirSync(args['server-log'], { recursive: true });
+      const file = join(args['server-log'], `storm-${profile}-w${plan.workers ?? 'd'}.log`);
+      writeFileSync(file, server.logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
+      console.error(`rtftp's log: ${file}`);
     }
     const serverRetransmits =
       plan.kind === 'rtftp'
@@ -302,8 +316,9 @@ async function main(): Promise<void> {
     const conditions = [
       '',
       `Conditions: ${CLIENTS} clients (${fleet.variants.length} disk images, one NBD disk per ` +
-        `client, read natively), each fetching a ${args['kernel-mib']} MiB kernel and a ` +
-        `${args['initrd-mib']} MiB initrd at once; ${cpus().length} cores, load average ` +
+        `client, read natively), all at once, each fetching a ${args['kernel-mib']} MiB kernel ` +
+        `${args.fetch === 'sequential' ? 'then' : 'and at the same time'} a ` +
+        `${args['initrd-mib']} MiB initrd; ${cpus().length} cores, load average ` +
         `${load0} at the start; ${describeLoadGenerator(gen, LOAD_PROCS)}; ` +
         `${args.cold ? 'disks not connected before the storm (--cold)' : "rtftp's disks connected before the storm"}; ` +
         `dnsmasq's tftp-max raised to ${dnsmasqTftpMax()}.`,

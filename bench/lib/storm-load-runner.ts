@@ -37,7 +37,7 @@ export function describeLoadGenerator(gen: LoadGenerator, procs: number): string
 /** The C generator's spec: the same content as StormLoadSpec, as lines (storm-load.c). */
 function cSpec(spec: StormLoadSpec): string {
   return [
-    `S ${spec.host} ${spec.port} ${spec.profile} ${spec.retransmitMs} ${spec.maxRetries}`,
+    `S ${spec.host} ${spec.port} ${spec.profile} ${spec.retransmitMs} ${spec.maxRetries} ${spec.sequential ? 'sequential' : 'parallel'}`,
     ...spec.payloadFiles.map((p) => `P ${p}`),
     ...spec.clients.map(
       (c) => `C ${c.address} ${c.fetches.map((f) => `${f.name} ${f.payload}`).join(' ')}`,

@@ -7,13 +7,15 @@
  *   storm-load SPEC     prints "ready", waits for a line on stdin, runs, prints one JSON line
  *
  * SPEC is a text file:
- *   S <host> <port> <edk2|ipxe> <retransmit-ms> <max-retries>
+ *   S <host> <port> <edk2|ipxe> <retransmit-ms> <max-retries> [sequential|parallel]
  *   P <path>                        (payload 0, 1, ...: the expected bytes)
  *   C <address> <name> <payload> [<name> <payload> ...]   (one client, its fetches)
  *
  * Profiles: edk2 = RRQ blksize 1468 windowsize 4 tsize 0; ipxe = RRQ blksize 1432 tsize 0
  * answered with ERROR 8 after the OACK (the size probe), then the same RRQ lock-step from a
- * fresh port. Output: the StormRunResult of storm-client.ts.
+ * fresh port. sequential: each client fetches its files one after the other, as firmware
+ * does, the next once the last is complete (a failure ends the client); parallel (the
+ * default): all at once. Output: the StormRunResult of storm-client.ts.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -53,6 +55,7 @@ struct transfer {
   const struct payload *payload;
   struct sockaddr_in local;
   int fd, probing, done;
+  struct transfer *next; /* the client's next file (sequential), or NULL */
   uint16_t server_tid;
   uint32_t blksize, windowsize, received, in_window, retries;
   uint8_t last[600];
@@ -62,7 +65,7 @@ struct transfer {
 };
 
 static struct sockaddr_in server;
-static int ipxe, retransmit_ms, max_retries, epfd, open_clients;
+static int ipxe, sequential, retransmit_ms, max_retries, epfd, open_clients;
 static struct payload payloads[MAX_PAYLOADS];
 static int npayloads;
 static double t0;
@@ -135,7 +138,20 @@ static void end(struct transfer *t, const char *failure) {
     c->ok = 0;
     snprintf(c->failure, sizeof c->failure, "%s: %s", t->name, failure);
   }
-  if (--c->left == 0) {
+  c->left--;
+  if (sequential && t->next) {
+    if (!failure) {
+      t->next->probing = ipxe;
+      start(t->next);
+      return;
+    }
+    /* A failed fetch ends the client: its later files never start. */
+    for (struct transfer *n = t->next; n; n = n->next) {
+      n->done = 1;
+      c->left--;
+    }
+  }
+  if (c->left == 0) {
     c->ms = now_ms() - t0;
     open_clients--;
   }
@@ -280,11 +296,12 @@ int main(int argc, char **argv) {
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = 0;
     if (line[0] == 'S') {
-      char host[64], profile[16];
+      char host[64], profile[16], order[16] = "parallel";
       int port;
-      if (sscanf(line, "S %63s %d %15s %d %d", host, &port, profile, &retransmit_ms,
-                 &max_retries) != 5)
+      if (sscanf(line, "S %63s %d %15s %d %d %15s", host, &port, profile, &retransmit_ms,
+                 &max_retries, order) < 5)
         die("bad S line");
+      sequential = !strcmp(order, "sequential");
       server.sin_family = AF_INET;
       server.sin_port = htons((uint16_t)port);
       inet_pton(AF_INET, host, &server.sin_addr);
@@ -307,6 +324,7 @@ int main(int argc, char **argv) {
         if (!idx || c->left == 4) die("bad C line");
         struct transfer *t = &transfers[ntransfers++];
         memset(t, 0, sizeof *t);
+        t->fd = -1;
         t->name = strdup(tok);
         t->payload = &payloads[atoi(idx)];
         t->local.sin_family = AF_INET;
@@ -318,8 +336,11 @@ int main(int argc, char **argv) {
     }
   }
   fclose(f);
-  for (size_t i = 0; i < ntransfers; i++)
+  for (size_t i = 0; i < ntransfers; i++) {
     transfers[i].client = &clients[(uintptr_t)transfers[i].client];
+    if (i > 0 && transfers[i - 1].client == transfers[i].client)
+      transfers[i - 1].next = &transfers[i];
+  }
   epfd = epoll_create1(EPOLL_CLOEXEC);
   printf("ready\n");
   fflush(stdout);
@@ -332,6 +353,7 @@ int main(int argc, char **argv) {
   t0 = now_ms();
   open_clients = (int)nclients;
   for (size_t i = 0; i < ntransfers; i++) {
+    if (sequential && i > 0 && transfers[i - 1].client == transfers[i].client) continue;
     transfers[i].probing = ipxe;
     start(&transfers[i]);
   }
@@ -346,7 +368,7 @@ int main(int argc, char **argv) {
     last_scan = now;
     for (size_t i = 0; i < ntransfers; i++) {
       struct transfer *t = &transfers[i];
-      if (t->done || now - t->last_activity < retransmit_ms) continue;
+      if (t->done || t->fd < 0 || now - t->last_activity < retransmit_ms) continue;
       if (++t->retries > (uint32_t)max_retries) {
         char why[64];
         snprintf(why, sizeof why, "timed out after %u blocks", t->received);

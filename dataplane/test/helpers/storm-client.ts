@@ -35,6 +35,12 @@ export interface StormClientSpec {
   retransmitMs: number;
   /** Resends in a row before a transfer fails. */
   maxRetries: number;
+  /**
+   * Each client fetches its files one after the other, as firmware does (iPXE's `kernel`,
+   * then `initrd`; an EFI loader's kernel, then initrd), the next once the last is complete
+   * (a failed fetch ends the client). Absent or false: all of a client's files at once.
+   */
+  sequential?: boolean;
 }
 
 export interface StormClientOutcome {
@@ -99,6 +105,8 @@ class StormTransfer {
   lastActivity = performance.now();
   private retries = 0;
   private probing: boolean;
+  /** Not before start(): a client's later files wait for its earlier ones (sequential). */
+  private started = false;
   done = false;
 
   constructor(
@@ -118,6 +126,8 @@ class StormTransfer {
   }
 
   start(): void {
+    this.started = true;
+    this.lastActivity = performance.now();
     this.socket.bind({ address: this.address, port: 0 }, () => this.send(this.last, this.lastTo));
   }
 
@@ -127,9 +137,15 @@ class StormTransfer {
     this.socket.send(buf, port, this.spec.host);
   }
 
+  /** Never to start (its client failed an earlier file): closes its socket. */
+  discard(): void {
+    this.done = true;
+    this.socket.close();
+  }
+
   /** Called by the shared timer. */
   tick(now: number): void {
-    if (this.done || now - this.lastActivity < this.spec.retransmitMs) return;
+    if (!this.started || this.done || now - this.lastActivity < this.spec.retransmitMs) return;
     if (++this.retries > this.spec.maxRetries) {
       this.fail(`timed out after ${this.received} blocks`);
       return;
@@ -282,19 +298,27 @@ export function runStormClients(
       outcomes.push(outcome);
       let left = c.fetches.length;
       open++;
-      for (const f of c.fetches) {
-        const t = new StormTransfer(spec, c.address, f.name, payloads[f.payload]!, stats, (why) => {
-          if (why && outcome.ok) {
-            outcome.ok = false;
-            outcome.failure = why;
-          }
-          if (--left > 0) return;
-          outcome.ms = performance.now() - t0;
-          if (--open === 0) settle();
-        });
-        transfers.push(t);
-        t.start();
-      }
+      const mine = c.fetches.map(
+        (f, i) =>
+          new StormTransfer(spec, c.address, f.name, payloads[f.payload]!, stats, (why) => {
+            if (why && outcome.ok) {
+              outcome.ok = false;
+              outcome.failure = why;
+            }
+            const next = mine[i + 1];
+            if (spec.sequential && next) {
+              if (!why) return next.start();
+              // A failed fetch ends the client: the rest never start.
+              for (const rest of mine.slice(i + 1)) rest.discard();
+              left = 1;
+            }
+            if (--left > 0) return;
+            outcome.ms = performance.now() - t0;
+            if (--open === 0) settle();
+          }),
+      );
+      transfers.push(...mine);
+      for (const t of spec.sequential ? mine.slice(0, 1) : mine) t.start();
     }
     if (open === 0) settle();
   });
