@@ -171,6 +171,27 @@ async function startServer(
   });
 }
 
+/**
+ * Datagrams the kernel dropped at the server's listening socket (its receive buffer was
+ * full): the `drops` column of /proc/net/udp in the storm's namespace, for the unconnected
+ * socket(s) bound to `port`.
+ */
+function listenerDrops(netns: string, port: number): number | undefined {
+  const r = spawnSync('ip', ['netns', 'exec', netns, 'cat', '/proc/net/udp', '/proc/net/udp6'], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) return undefined;
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let drops = 0;
+  for (const line of r.stdout.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    // sl local rem st queues tr retrnsmt uid timeout inode ref pointer drops
+    if (f.length < 13 || !f[1]!.endsWith(`:${hexPort}`) || !/^0+:0000$/.test(f[2]!)) continue;
+    drops += Number(f[12]);
+  }
+  return drops;
+}
+
 /** Waits until every client's disk is connected (the boot server was up before the storm). */
 async function waitForDisks(netns: string, timeoutMs: number): Promise<number> {
   const url = `http://${HOST}:${HTTP_METRICS_PORT}/metrics`;
@@ -239,6 +260,7 @@ async function runStorm(
     const cpu = new ProcessTreeCpu(server.pid);
     const results = await load.go();
     const cpuSeconds = cpu.stop();
+    const drops = listenerDrops(netns, PORTS[plan.kind]);
     if (perf) {
       perf.kill('SIGINT');
       await new Promise((r) => perf.once('exit', r));
@@ -263,12 +285,14 @@ async function runStorm(
       load: results,
       cpuSeconds,
       peakRssMb: peakRssKb(server.pid) / 1024,
+      ...(drops !== undefined ? { listenerDrops: drops } : {}),
       ...(serverRetransmits !== undefined ? { serverRetransmits } : {}),
     });
     console.error(
       `${profile} ${figures.server}: ${figures.identical}/${CLIENTS} identical, ` +
         `last byte ${figures.lastByteS.toFixed(1)} s, ${figures.mbps.toFixed(1)} MB/s, ` +
-        `CPU ${figures.cpuSeconds.toFixed(1)} s, load-gen CPU ${figures.loadCpuSeconds.toFixed(1)} s`,
+        `CPU ${figures.cpuSeconds.toFixed(1)} s, load-gen CPU ${figures.loadCpuSeconds.toFixed(1)} s, ` +
+        `client resends ${figures.clientResends}, RRQs dropped ${figures.listenerDrops ?? '?'}`,
     );
     return figures;
   } finally {

@@ -13,6 +13,8 @@ export interface StormServerRun {
   peakRssMb: number;
   /** rtftp's own count (rtftp_retransmits_total); undefined for the peers. */
   serverRetransmits?: number;
+  /** Datagrams the kernel dropped at the listening socket (its receive buffer was full). */
+  listenerDrops?: number;
 }
 
 export interface StormFigures {
@@ -27,6 +29,10 @@ export interface StormFigures {
   /** rtftp's count when known, else the duplicate DATA the clients saw. */
   retransmits: number;
   retransmitsSource: 'server' | 'clients';
+  /** Packets the clients sent again after a silence (RRQs and ACKs). */
+  clientResends: number;
+  /** RRQs the kernel dropped at the server's listening socket; undefined if unknown. */
+  listenerDrops: number | undefined;
   peakRssMb: number;
   cpuSeconds: number;
   cpuPerGiB: number;
@@ -59,6 +65,8 @@ export function summarize(run: StormServerRun): StormFigures {
     p99S: quantile(times, 0.99),
     retransmits: run.serverRetransmits ?? duplicates,
     retransmitsSource: run.serverRetransmits === undefined ? 'clients' : 'server',
+    clientResends: run.load.reduce((n, l) => n + l.resent, 0),
+    listenerDrops: run.listenerDrops,
     peakRssMb: run.peakRssMb,
     cpuSeconds: run.cpuSeconds,
     cpuPerGiB: run.cpuSeconds / (bytes / 2 ** 30),
@@ -72,14 +80,15 @@ export function summarize(run: StormServerRun): StormFigures {
 
 export function formatStormTable(figures: StormFigures[], conditions: string[]): string {
   const lines = [
-    '| profile | server | byte-identical | last byte s | aggregate MB/s | p50 s | p99 s | retransmits | peak RSS MB | CPU s | CPU s/GiB | load-gen CPU s |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| profile | server | byte-identical | last byte s | aggregate MB/s | p50 s | p99 s | retransmits | client resends | RRQs dropped | peak RSS MB | CPU s | CPU s/GiB | load-gen CPU s |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const f of figures) {
     const retransmits = `${f.retransmits}${f.retransmitsSource === 'clients' ? '†' : ''}`;
     lines.push(
       `| ${f.profile} | ${f.server} | ${f.identical}/${f.clients} | ${f.lastByteS.toFixed(1)} | ` +
         `${f.mbps.toFixed(1)} | ${f.p50S.toFixed(1)} | ${f.p99S.toFixed(1)} | ${retransmits} | ` +
+        `${f.clientResends} | ${f.listenerDrops ?? '?'} | ` +
         `${f.peakRssMb.toFixed(0)} | ${f.cpuSeconds.toFixed(1)} | ${f.cpuPerGiB.toFixed(2)} | ` +
         `${f.loadCpuSeconds.toFixed(1)} |`,
     );
@@ -87,6 +96,8 @@ export function formatStormTable(figures: StormFigures[], conditions: string[]):
   lines.push(
     '',
     '† duplicate DATA packets the clients received (the server keeps no count); rtftp: rtftp_retransmits_total.',
+    'client resends: RRQs and ACKs the clients sent again after a second of silence; RRQs dropped: ' +
+      "datagrams the kernel dropped at the server's listening socket (receive buffer full).",
     'CPU s: the server process and its children during the storm (in.tftpd forks per transfer); ' +
       'peak RSS: VmHWM of the server process (a forking server’s children are not in it).',
     ...conditions,

@@ -269,6 +269,14 @@ const FLAGS: Record<string, FlagSpec> = {
     max: 3600,
     help: 'seconds between scans of the interfaces for addresses that came or went',
   },
+  'listen-buffer': {
+    env: 'RTFTP_LISTEN_BUFFER',
+    kind: 'int',
+    default: '8192',
+    min: 0,
+    max: 1_048_576,
+    help: "receive buffer of each listening socket, KiB (0 = the kernel's default); capped by net.core.rmem_max",
+  },
   'probe-port': {
     env: 'RTFTP_PROBE_PORT',
     kind: 'int',
@@ -461,6 +469,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): DataplaneOptio
     int('listen-rescan') * 1000,
   );
   if (!listen.ok) throw new CliError(`--listen: ${listen.error}`);
+  listen.spec.receiveBufferBytes = int('listen-buffer') * 1024;
   let statusAllow: CidrSet;
   try {
     statusAllow = CidrSet.parse(splitList(get('status-allow')!));

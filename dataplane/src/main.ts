@@ -14,6 +14,7 @@ import { SnapshotGate } from './config/snapshot-gate.ts';
 import { LocalDirSource } from './sources/local-dir.ts';
 import type { FileSource } from './sources/source.ts';
 import { TftpServer } from './tftp/server.ts';
+import { readListenDrops } from './tftp/listen-drops.ts';
 import { startDiskSources } from './disk-sources.ts';
 import { HealthMonitor } from './health/health-monitor.ts';
 import { serverSettingsFrom } from './tftp/server-settings.ts';
@@ -134,9 +135,18 @@ async function main(): Promise<number> {
     ...(httpBoot?.notReadyReasons() ?? []),
   ];
   const ready = () => notReadyReasons().length === 0;
+  // The kernel's count only grows while a socket lives; a socket closed (its address went)
+  // takes its count away: count only increases, never the drop of a total.
+  let listenDropsSeen = readListenDrops(server.port, server.addresses) ?? 0;
   const updateReadiness = () => {
     metrics.ready.set(ready() ? 1 : 0);
     metrics.listenAddresses.set(server.addresses.length);
+    metrics.listenReceiveBuffer.set(server.listenReceiveBufferBytes);
+    const drops = readListenDrops(server.port, server.addresses);
+    if (drops !== undefined) {
+      if (drops > listenDropsSeen) metrics.listenDrops.inc(drops - listenDropsSeen);
+      listenDropsSeen = drops;
+    }
   };
   const readinessTimer = setInterval(async () => {
     rootOk = await rootReadable();

@@ -150,6 +150,16 @@ export function createDataplaneMetrics(registry: Registry = new Registry(), with
       help: 'Local addresses the TFTP server listens on (0: --listen matches nothing on this node)',
       registers,
     }),
+    listenReceiveBuffer: new Gauge({
+      name: 'rtftp_listen_receive_buffer_bytes',
+      help: 'Receive buffer of the listening sockets, as the kernel reports it (the smallest; --listen-buffer, capped by net.core.rmem_max)',
+      registers,
+    }),
+    listenDrops: new Counter({
+      name: 'rtftp_listen_drops_total',
+      help: 'Requests the kernel dropped at the listening sockets because their receive buffer was full (each costs a client a retransmission timeout)',
+      registers,
+    }),
     requestsDropped: new Counter({
       name: 'rtftp_requests_dropped_total',
       help: 'Read requests dropped with no reply, by reason (snapshot-pending: no complete config snapshot yet)',

@@ -57,6 +57,12 @@ export interface ListenSpec {
   skipInterfaces: readonly string[];
   /** How often the interfaces are scanned again for addresses that came or went. */
   rescanMs: number;
+  /**
+   * SO_RCVBUF asked for each listening socket (0 or absent: the kernel's default). A boot
+   * storm's burst of requests waits there while the event loop is busy; past it the kernel
+   * drops them and every client waits a retransmission timeout (docs/performance.md).
+   */
+  receiveBufferBytes?: number;
 }
 
 /** One address of one interface, as the OS lists it. */

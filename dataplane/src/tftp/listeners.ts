@@ -86,6 +86,9 @@ export class Listeners {
   private rescanning = false;
   private closed = false;
   private matchedNothing = false;
+  /** SO_RCVBUF each socket got (the kernel's figure: twice what it grants), by address. */
+  private readonly receiveBuffers = new Map<string, number>();
+  private receiveBufferLogged = false;
   /** The port actually bound (differs from the asked one when that was 0). */
   port: number;
 
@@ -101,6 +104,12 @@ export class Listeners {
 
   get addresses(): string[] {
     return [...this.sockets.keys()];
+  }
+
+  /** The smallest receive buffer of the listening sockets, bytes (0: none bound). */
+  get receiveBufferBytes(): number {
+    const sizes = [...this.receiveBuffers.values()];
+    return sizes.length ? Math.min(...sizes) : 0;
   }
 
   async start(): Promise<void> {
@@ -133,6 +142,7 @@ export class Listeners {
       for (const a of gone) {
         this.sockets.get(a)?.close();
         this.sockets.delete(a);
+        this.receiveBuffers.delete(a);
         this.logger.info({ address: a }, 'Address removed');
       }
       for (const s of missing) {
@@ -195,12 +205,43 @@ export class Listeners {
           this.logger.warn({ address, err: err.message }, 'Listener socket error'),
         );
         if (this.port === 0) this.port = socket.address().port;
+        this.sizeReceiveBuffer(socket, address);
         socket.on('message', (msg, rinfo) => this.onDatagram(address, msg, rinfo));
         this.sockets.set(address, socket);
         this.failures.delete(address);
         resolve(undefined);
       });
     });
+  }
+
+  /**
+   * Asks for --listen-buffer. The kernel caps it at net.core.rmem_max without a word (and
+   * reports twice what it grants): said once, with the fix, when the cap bites.
+   */
+  private sizeReceiveBuffer(socket: Socket, address: string): void {
+    const wanted = this.spec.receiveBufferBytes ?? 0;
+    try {
+      if (wanted > 0) socket.setRecvBufferSize(wanted);
+      this.receiveBuffers.set(address, socket.getRecvBufferSize());
+    } catch (err) {
+      this.logger.warn({ address, err: (err as Error).message }, 'Listen receive buffer not set');
+      return;
+    }
+    if (wanted === 0 || this.receiveBufferLogged) return;
+    this.receiveBufferLogged = true;
+    const got = this.receiveBuffers.get(address)!;
+    // Linux reports twice what it granted: granted in full, that is 2 × wanted.
+    if (got >= 2 * wanted)
+      this.logger.info({ requestedBytes: wanted, bytes: got }, 'Listen receive buffer set');
+    else
+      this.logger.warn(
+        {
+          requestedBytes: wanted,
+          bytes: got,
+          fix: `sysctl -w net.core.rmem_max=${wanted} on this node`,
+        },
+        'Listen receive buffer capped by net.core.rmem_max: a burst of requests past it is dropped',
+      );
   }
 
   send(local: string, buf: Buffer, port: number, address: string): void {

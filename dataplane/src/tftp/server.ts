@@ -85,6 +85,8 @@ export interface ServerOptions {
 export interface RequestListeners {
   readonly port: number;
   readonly addresses: string[];
+  /** The smallest receive buffer of the listening sockets (absent: not sockets of ours). */
+  readonly receiveBufferBytes?: number;
   start(): Promise<void>;
   send(local: string, buf: Buffer, port: number, address: string): void;
   close(): void;
@@ -167,6 +169,10 @@ export class TftpServer {
   }
   get addresses(): string[] {
     return this.listeners.addresses;
+  }
+  /** The listening sockets' receive buffer (0: unknown, or relayed listeners). */
+  get listenReceiveBufferBytes(): number {
+    return this.listeners.receiveBufferBytes ?? 0;
   }
   get activeTransfers(): number {
     return this.transfers.size;

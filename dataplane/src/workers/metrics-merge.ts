@@ -14,6 +14,8 @@ import type { MetricsJson } from './messages.ts';
 export const MAIN_THREAD_METRICS: ReadonlySet<string> = new Set([
   'rtftp_ready',
   'rtftp_listen_addresses',
+  'rtftp_listen_receive_buffer_bytes',
+  'rtftp_listen_drops_total',
   'rtftp_build_info',
   'rtftp_kvm_available',
   'rtftp_nbd_configs',
