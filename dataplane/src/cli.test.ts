@@ -115,7 +115,7 @@ test('admission and retransmission flags: documented defaults, from the environm
       o.maxTimeoutS,
       o.stallTimeoutS,
     ];
-  assert.deepEqual(admissionOf(parseCli(['--root', '/r'], {})), [1000, 1024, 256, 256, 10, 30]);
+  assert.deepEqual(admissionOf(parseCli(['--root', '/r'], {})), [1000, 1024, 512, 256, 10, 30]);
   const fromEnv = parseCli(['--root', '/r', '--max-timeout', '5'], {
     RTFTP_MAX_TRANSFERS_PER_SUBNET: '64',
     RTFTP_MAX_PENDING: '100',
@@ -169,4 +169,17 @@ test('--workers: 1 by default (everything on the main thread), a count, or auto'
   assert.equal(parseCli(['--root', '/r'], { RTFTP_WORKERS: 'auto' })?.workers, 'auto');
   for (const bad of ['0', 'two', '257'])
     assert.throws(() => parseCli(['--root', '/r', '--workers', bad], {}), CliError, bad);
+});
+
+test('--listen-buffer: 8 MiB by default, in KiB, 0 for the kernel default, from the environment too', () => {
+  assert.equal(parseCli(['--root', '/r'], {})?.listen.receiveBufferBytes, 8 * 1024 * 1024);
+  assert.equal(
+    parseCli(['--root', '/r', '--listen-buffer', '512'], {})?.listen.receiveBufferBytes,
+    512 * 1024,
+  );
+  assert.equal(
+    parseCli(['--root', '/r'], { RTFTP_LISTEN_BUFFER: '0' })?.listen.receiveBufferBytes,
+    0,
+  );
+  assert.throws(() => parseCli(['--root', '/r', '--listen-buffer', '-1'], {}), CliError);
 });

@@ -317,7 +317,9 @@ const FLAGS: Record<string, FlagSpec> = {
   'max-pending-per-subnet': {
     env: 'RTFTP_MAX_PENDING_PER_SUBNET',
     kind: 'int',
-    default: '256',
+    // Every machine of a full /24 with two requests in flight (a size probe and its read,
+    // or a loader fetching two files at once).
+    default: '512',
     min: 1,
     max: 1_000_000,
     help: "unproven requests held per /24 or /64; past it that subnet's oldest goes",
