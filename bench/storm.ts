@@ -140,13 +140,12 @@ async function startServer(
       netns,
       tftpMax: dnsmasqTftpMax(),
     });
+  // One directory per storm, and Node's own file names: every thread (the server, worker
+  // threads, tsx's loader thread) writes its own profile; one fixed name let the last
+  // thread to exit overwrite the server's.
   const prof = args['cpu-prof'];
   const nodeArgs = prof
-    ? [
-        '--cpu-prof',
-        `--cpu-prof-dir=${prof}`,
-        `--cpu-prof-name=storm-${profile}-w${plan.workers}.cpuprofile`,
-      ]
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(prof, `storm-${profile}-w${plan.workers ?? 'd'}`)}`]
     : [];
   // perf resolves JIT-compiled JavaScript through /tmp/perf-<pid>.map.
   if (args.perf) nodeArgs.push('--perf-basic-prof-only-functions');
