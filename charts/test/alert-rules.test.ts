@@ -201,6 +201,21 @@ const CASES: AlertCase[] = [
     },
   },
   {
+    alert: 'RtftpRequestsDroppedByKernel',
+    fires: {
+      name: 'a boot storm overflows the listening socket: 2,400 requests dropped in 5 minutes',
+      series: [s('rtftp_listen_drops_total', DP1, '0x10 0+480x5 2400x15')],
+      at: '15m',
+      alerts: [sev('warning', aggregated(DP1, 'pod'))],
+    },
+    healthy: {
+      name: 'drops long ago, none in the last 10 minutes',
+      series: [s('rtftp_listen_drops_total', DP1, '0x5 0+50x2 100x25')],
+      at: '25m',
+      alerts: [],
+    },
+  },
+  {
     alert: 'RtftpNbdConfigsInvalid',
     fires: {
       name: 'two invalid configs for 15 minutes',
