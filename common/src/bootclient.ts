@@ -13,6 +13,7 @@ import {
   type NbdConfigInput,
   type NbdEndpoint,
 } from './nbd-config.ts';
+import { isRecord } from './json-shape.ts';
 
 export const BOOTCLIENT_GROUP = 'rtftp.io';
 export const BOOTCLIENT_VERSION = 'v1alpha1';
@@ -79,10 +80,6 @@ export type BootClientValidation =
       input: NbdConfigInput;
     }
   | { ok: false; problems: ConfigProblem[] };
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Maps a spec onto the config input, field for field; no validation. */
 export function bootClientSpecToNbdInput(spec: BootClientSpec): NbdConfigInput {

@@ -12,6 +12,7 @@ import {
   type LabelSelector,
 } from './label-selector.ts';
 import { normaliseSocketPath, type PortRange, type TargetRule } from './nbd-target-policy.ts';
+import { isRecord } from './json-shape.ts';
 
 export const BOOTNETWORK_GROUP = BOOTCLIENT_GROUP;
 export const BOOTNETWORK_VERSION = BOOTCLIENT_VERSION;
@@ -62,10 +63,6 @@ export interface CompiledBootNetwork {
 
 export type BootNetworkCompilation =
   { ok: true; network: CompiledBootNetwork } | { ok: false; problems: string[] };
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function list(v: unknown, field: string, problems: string[]): unknown[] {
   if (v === undefined) return [];

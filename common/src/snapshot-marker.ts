@@ -5,6 +5,8 @@
  * (dataplane/src/config/snapshot-gate.ts), which answers no request until one says
  * complete. One definition for both sides, like the `.nbd` format (nbd-config.ts).
  */
+import { isRecord, isStringRecord, isTimeString } from './json-shape.ts';
+
 export const SNAPSHOT_MARKER = '.rtftp-snapshot.json';
 
 export interface SnapshotMarker {
@@ -19,9 +21,6 @@ export interface SnapshotMarker {
 
 export type MarkerParse = { ok: true; marker: SnapshotMarker } | { ok: false; reason: string };
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** Checks a marker's text against the contract; the reason names the first bad field. */
 export function parseSnapshotMarker(text: string): MarkerParse {
   let v: unknown;
@@ -30,21 +29,19 @@ export function parseSnapshotMarker(text: string): MarkerParse {
   } catch {
     return { ok: false, reason: 'not JSON' };
   }
-  if (!isObject(v)) return { ok: false, reason: 'not a JSON object' };
+  if (!isRecord(v)) return { ok: false, reason: 'not a JSON object' };
   if (typeof v.complete !== 'boolean') return { ok: false, reason: 'complete: not a boolean' };
   if (v.source !== 'api' && v.source !== 'node')
     return { ok: false, reason: 'source: not "api" or "node"' };
-  const rvs = v.resourceVersions;
-  if (!isObject(rvs) || !Object.values(rvs).every((rv) => typeof rv === 'string'))
+  if (!isStringRecord(v.resourceVersions))
     return { ok: false, reason: 'resourceVersions: not an object of strings' };
-  if (typeof v.syncedAt !== 'string' || Number.isNaN(Date.parse(v.syncedAt)))
-    return { ok: false, reason: 'syncedAt: not an ISO time' };
+  if (!isTimeString(v.syncedAt)) return { ok: false, reason: 'syncedAt: not an ISO time' };
   return {
     ok: true,
     marker: {
       complete: v.complete,
       source: v.source,
-      resourceVersions: rvs as Record<string, string>,
+      resourceVersions: v.resourceVersions,
       syncedAt: v.syncedAt,
     },
   };

@@ -14,6 +14,7 @@
  *   spec.leaseDurationSeconds, renewTime    the report is stale once not renewed for that long
  */
 import { createHash } from 'node:crypto';
+import { isStringRecord } from '../../../common/src/json-shape.ts';
 
 export const SYNC_REPORT_LABEL = 'rtftp.io/sync-report';
 export const SYNC_REPORT_SELECTOR = `${SYNC_REPORT_LABEL}=true`;
@@ -109,12 +110,6 @@ export interface SyncReport {
 }
 
 export type ReportRead = { ok: true; report: SyncReport } | { ok: false; reason: string };
-
-const isStringRecord = (v: unknown): v is Record<string, string> =>
-  typeof v === 'object' &&
-  v !== null &&
-  !Array.isArray(v) &&
-  Object.values(v).every((x) => typeof x === 'string');
 
 /** Reads a report back; the reason names the first field that is wrong. */
 export function readSyncReport(lease: LeaseObject): ReportRead {

@@ -18,6 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { clientIpOfConfigName } from '../../../common/src/nbd-config.ts';
+import { isRecord, isStringRecord, isTimeString } from '../../../common/src/json-shape.ts';
 
 export const NODE_SNAPSHOT_FILE = 'snapshot.json';
 const TEMP_PREFIX = `.${NODE_SNAPSHOT_FILE}.tmp-`;
@@ -49,11 +50,6 @@ export function encodeNodeSnapshot(s: NodeSnapshot): string {
 export type NodeSnapshotParse =
   { ok: true; snapshot: NodeSnapshot } | { ok: false; reason: string };
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-const isStringRecord = (v: unknown): v is Record<string, string> =>
-  isObject(v) && Object.values(v).every((x) => typeof x === 'string');
-
 /** Checks a snapshot's text: header, checksum, then every field; the reason names the first fault. */
 export function decodeNodeSnapshot(text: string): NodeSnapshotParse {
   const nl = text.indexOf('\n');
@@ -64,7 +60,7 @@ export function decodeNodeSnapshot(text: string): NodeSnapshotParse {
   } catch {
     return { ok: false, reason: 'header is not JSON' };
   }
-  if (!isObject(header) || header.format !== FORMAT)
+  if (!isRecord(header) || header.format !== FORMAT)
     return { ok: false, reason: `not format ${FORMAT}` };
   const body = text.slice(nl + 1).replace(/\n$/, '');
   if (createHash('sha256').update(body).digest('hex') !== header.sha256)
@@ -75,12 +71,11 @@ export function decodeNodeSnapshot(text: string): NodeSnapshotParse {
   } catch {
     return { ok: false, reason: 'body is not JSON' };
   }
-  if (!isObject(v)) return { ok: false, reason: 'body is not an object' };
+  if (!isRecord(v)) return { ok: false, reason: 'body is not an object' };
   if (typeof v.namespace !== 'string') return { ok: false, reason: 'namespace: not a string' };
   if (!isStringRecord(v.resourceVersions))
     return { ok: false, reason: 'resourceVersions: not an object of strings' };
-  if (typeof v.syncedAt !== 'string' || Number.isNaN(Date.parse(v.syncedAt)))
-    return { ok: false, reason: 'syncedAt: not an ISO time' };
+  if (!isTimeString(v.syncedAt)) return { ok: false, reason: 'syncedAt: not an ISO time' };
   if (!isStringRecord(v.files)) return { ok: false, reason: 'files: not an object of strings' };
   const bad = Object.keys(v.files).find((name) => clientIpOfConfigName(name) === null);
   if (bad !== undefined)
