@@ -15,9 +15,9 @@
  *
  *   node --import tsx bench/storm.ts [--clients 500] [--profiles edk2,ipxe,http]
  *     [--servers rtftp,tftp-hpa,dnsmasq] [--workers 1,2] [--kernel-mib 8] [--initrd-mib 32]
- *     [--load-procs 2] [--variants 2] [--cold] [--cpu-prof DIR] [--rtftp-args "..."]
+ *     [--load-procs 2] [--variants 2] [--cold] [--cpu-prof DIR] [--rtftp-args="..."]
  *     [--fetch sequential|parallel] [--server-log DIR]   (rtftp's log lines of each storm, one file per storm, to diagnose
- *                           a failed client: add --rtftp-args "--log-level debug")
+ *                           a failed client: add --rtftp-args="--log-level debug")
  *
  * Prints a markdown table (docs/performance.md explains each column) and the issue's targets.
  */
@@ -40,6 +40,7 @@ import {
   startRtftp,
 } from '../dataplane/test/helpers/tftp-servers.ts';
 import type { RunningServer } from '../dataplane/test/helpers/tftp-servers.ts';
+import { listenDropsFrom } from '../dataplane/src/tftp/listen-drops.ts';
 import { ProcessTreeCpu } from './lib/process-tree-cpu.ts';
 import {
   buildLoadGenerator,
@@ -172,23 +173,14 @@ async function startServer(
 
 /**
  * Datagrams the kernel dropped at the server's listening socket (its receive buffer was
- * full): the `drops` column of /proc/net/udp in the storm's namespace, for the unconnected
- * socket(s) bound to `port`.
+ * full), from /proc/net/udp in the storm's namespace: the dataplane's own reader
+ * (listen-drops.ts). Every server here binds HOST itself.
  */
 function listenerDrops(netns: string, port: number): number | undefined {
   const r = spawnSync('ip', ['netns', 'exec', netns, 'cat', '/proc/net/udp', '/proc/net/udp6'], {
     encoding: 'utf8',
   });
-  if (r.status !== 0) return undefined;
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  let drops = 0;
-  for (const line of r.stdout.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    // sl local rem st queues tr retrnsmt uid timeout inode ref pointer drops
-    if (f.length < 13 || !f[1]!.endsWith(`:${hexPort}`) || !/^0+:0000$/.test(f[2]!)) continue;
-    drops += Number(f[12]);
-  }
-  return drops;
+  return r.status === 0 ? listenDropsFrom(r.stdout, port, [HOST]) : undefined;
 }
 
 /** Waits until every client's disk is connected (the boot server was up before the storm). */

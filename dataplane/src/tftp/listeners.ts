@@ -86,8 +86,6 @@ export class Listeners {
   private rescanning = false;
   private closed = false;
   private matchedNothing = false;
-  /** SO_RCVBUF each socket got (the kernel's figure: twice what it grants), by address. */
-  private readonly receiveBuffers = new Map<string, number>();
   private receiveBufferLogged = false;
   /** The port actually bound (differs from the asked one when that was 0). */
   port: number;
@@ -106,9 +104,12 @@ export class Listeners {
     return [...this.sockets.keys()];
   }
 
-  /** The smallest receive buffer of the listening sockets, bytes (0: none bound). */
+  /**
+   * The smallest receive buffer of the listening sockets, as the kernel reports it (twice
+   * what it grants), bytes; 0 when none is bound.
+   */
   get receiveBufferBytes(): number {
-    const sizes = [...this.receiveBuffers.values()];
+    const sizes = [...this.sockets.values()].map((s) => s.getRecvBufferSize());
     return sizes.length ? Math.min(...sizes) : 0;
   }
 
@@ -142,7 +143,6 @@ export class Listeners {
       for (const a of gone) {
         this.sockets.get(a)?.close();
         this.sockets.delete(a);
-        this.receiveBuffers.delete(a);
         this.logger.info({ address: a }, 'Address removed');
       }
       for (const s of missing) {
@@ -220,16 +220,16 @@ export class Listeners {
    */
   private sizeReceiveBuffer(socket: Socket, address: string): void {
     const wanted = this.spec.receiveBufferBytes ?? 0;
+    if (wanted === 0) return;
     try {
-      if (wanted > 0) socket.setRecvBufferSize(wanted);
-      this.receiveBuffers.set(address, socket.getRecvBufferSize());
+      socket.setRecvBufferSize(wanted);
     } catch (err) {
       this.logger.warn({ address, err: (err as Error).message }, 'Listen receive buffer not set');
       return;
     }
-    if (wanted === 0 || this.receiveBufferLogged) return;
+    if (this.receiveBufferLogged) return;
     this.receiveBufferLogged = true;
-    const got = this.receiveBuffers.get(address)!;
+    const got = socket.getRecvBufferSize();
     // Linux reports twice what it granted: granted in full, that is 2 × wanted.
     if (got >= 2 * wanted)
       this.logger.info({ requestedBytes: wanted, bytes: got }, 'Listen receive buffer set');

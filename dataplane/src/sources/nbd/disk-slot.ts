@@ -31,8 +31,6 @@ export interface DiskSlotOptions {
   roomMaybe(): void;
 }
 
-const MAX_SESSIONS_CODE = 'RTFTP_ERR_NBD_MAX_SESSIONS';
-
 export type SlotState = 'disconnected' | 'connecting' | 'connected' | 'failed' | 'retired';
 
 export interface SlotStatus {
@@ -134,7 +132,7 @@ export class DiskSlot {
     if (!this.opts.makeRoom()) {
       this.recordError(
         new DiskError(
-          MAX_SESSIONS_CODE,
+          'RTFTP_ERR_NBD_MAX_SESSIONS',
           'other',
           'every allowed disk session is in use (--max-sessions)',
         ),
