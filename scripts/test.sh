@@ -21,6 +21,14 @@ if [ $# -eq 0 ]; then
   fi
 fi
 
+# Worker mode passes the dataplane suite unchanged (docs/performance.md): the same tests once
+# more with every daemon they start at --workers 2 (RTFTP_WORKERS). Its closing line reads
+# "workers2: N passed, ...".
+if [ $# -eq 0 ]; then
+  echo "== Worker mode: the dataplane suite with RTFTP_WORKERS=2 =="
+  RTFTP_WORKERS=2 RTFTP_TEST_LABEL=workers2 node scripts/run-tests.mjs dataplane/test/
+fi
+
 # The images, built from the Dockerfile and run as the chart's pods (docs/images.md): after
 # every other suite, on a full run only. All three, the full dataplane image included (its
 # build boots its libguestfs appliance under TCG); the container tests must run here, not skip.

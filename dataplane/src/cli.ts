@@ -396,7 +396,7 @@ const FLAGS: Record<string, FlagSpec> = {
     env: 'RTFTP_WORKERS',
     kind: 'string',
     default: '1',
-    help: 'threads serving TFTP clients, each client always on the same one (1: everything on the main thread); auto: one per CPU, 1 on up to 2 CPUs; more than 1 is not possible with --http-port',
+    help: 'threads serving TFTP clients, each client always on the same one (1: everything on the main thread); auto: one per CPU, 1 on up to 2 CPUs',
   },
   // HTTP boot (docs/http-boot.md)
   'http-port': {

@@ -56,13 +56,6 @@ async function main(): Promise<number> {
   // Worker mode (docs/performance.md): with more than one worker, worker threads serve the
   // clients (their views, disks and transfers); this thread listens, admits and reports.
   const workers = resolveWorkers(opts.workers);
-  if (workers > 1 && opts.httpPort !== 0) {
-    logger.fatal(
-      { workers, httpPort: opts.httpPort },
-      'HTTP boot is not served in worker mode: run it with --workers 1 (docs/performance.md)',
-    );
-    return 2;
-  }
   metrics.workers.set(workers);
   let workerMode: Awaited<ReturnType<typeof startWorkerMode>> | undefined;
   try {
@@ -103,20 +96,19 @@ async function main(): Promise<number> {
     await disks.stop();
     return 1;
   }
-  // HTTP boot (http-boot/, docs/http-boot.md): the same views, sharing TFTP's admission.
-  // Not in worker mode (refused above): the disks live in the workers.
-  const httpBoot = workerMode
-    ? undefined
-    : await startHttpBoot(opts, {
-        sources,
-        serials: disks.serials,
-        admission: server.sharedAdmission,
-        metrics,
-        logger,
-        ...(snapshotGate ? { ready: () => snapshotGate.open } : {}),
-      });
+  // HTTP boot (http-boot/, docs/http-boot.md): the same views, sharing TFTP's admission. In
+  // worker mode it listens here and reads each client's files in that client's worker.
+  const httpBoot = await startHttpBoot(opts, {
+    sources: workerMode?.http.sources ?? sources,
+    serials: disks.serials,
+    admission: workerMode?.http.admission ?? server.sharedAdmission,
+    metrics,
+    logger,
+    ...(snapshotGate ? { ready: () => snapshotGate.open } : {}),
+  });
   if (httpBoot === 'failed') {
     server.stop(0);
+    await workerMode?.drain(0);
     await disks.stop();
     return 1;
   }
@@ -221,11 +213,14 @@ async function main(): Promise<number> {
       shuttingDown = true;
       snapshotGate?.stop();
       health.stop();
+      // HTTP transfers read through the workers: the workers drain once HTTP is done, in
+      // what is left of the grace period (their TFTP transfers run on meanwhile).
+      const graceEnds = Date.now() + opts.gracePeriodS * 1000;
       await Promise.all([
         server.stop(opts.gracePeriodS * 1000),
         httpBoot?.stop(opts.gracePeriodS * 1000),
-        workerMode?.drain(opts.gracePeriodS * 1000),
       ]);
+      await workerMode?.drain(Math.max(0, graceEnds - Date.now()));
       await disks.stop();
       for (const s of httpServers) await s.app.close();
       logger.info({}, 'Shutdown completed');

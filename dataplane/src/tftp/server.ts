@@ -179,7 +179,7 @@ export class TftpServer {
   }
   /** This server's admission, for HTTP boot to share: one budget for both protocols. */
   get sharedAdmission(): ProvenAdmission {
-    // In worker mode the authority is the main thread's: HTTP boot is not served there.
+    // In worker mode HTTP boot shares the authority's instead (worker-pool.ts).
     if (!(this.admission instanceof TransferAdmission))
       throw new Error('HTTP boot shares admission only with a server that owns it');
     return this.admission;

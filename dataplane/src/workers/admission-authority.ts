@@ -8,7 +8,12 @@
  * released with it.
  */
 import { TransferAdmission } from '../admission/admission.ts';
-import type { AdmissionLimits, ProveResult, Ticket } from '../admission/admission.ts';
+import type {
+  AdmissionLimits,
+  ProveResult,
+  ProvenAdmission,
+  Ticket,
+} from '../admission/admission.ts';
 import type { AdmitAnswer } from './messages.ts';
 
 export interface TicketRef {
@@ -34,6 +39,10 @@ export class AdmissionAuthority {
   }
   get memoryReserved(): number {
     return this.admission.memoryReserved;
+  }
+  /** For HTTP boot on the main thread: its clients are proven, and counted here too. */
+  get proven(): ProvenAdmission {
+    return this.admission;
   }
   get memoryBudget(): number {
     return this.admission.limits.memoryBudgetBytes;

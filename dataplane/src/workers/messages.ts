@@ -7,6 +7,7 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { NbdConfig } from '../../../common/src/nbd-config.ts';
 import type { ProveResult, RefusalReason } from '../admission/admission.ts';
 import type { RequestPacket } from '../tftp/codec.ts';
+import type { FileAnswer, FileRequest } from './remote-files.ts';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -41,7 +42,9 @@ export type ToWorker =
   /** Metrics and status, for a scrape of /metrics or /status. */
   | { type: 'collect'; seq: number }
   /** Shutdown: stop taking requests, let transfers finish for graceMs, close the disks. */
-  | { type: 'drain'; graceMs: number };
+  | { type: 'drain'; graceMs: number }
+  /** HTTP boot's file opens and reads for this worker's clients (remote-files.ts). */
+  | FileRequest;
 
 export type FromWorker =
   | { type: 'ready' }
@@ -54,4 +57,5 @@ export type FromWorker =
   | { type: 'release'; ticket: number }
   | { type: 'pong'; seq: number; transfersActive: number }
   | { type: 'collected'; seq: number; metrics: MetricsJson; status: WorkerStatus }
-  | { type: 'drained' };
+  | { type: 'drained' }
+  | FileAnswer;

@@ -18,6 +18,7 @@ import { serverSettingsFrom } from '../tftp/server-settings.ts';
 import type { FromWorker, ToWorker, WorkerStatus } from './messages.ts';
 import { RelayedConfigs, RelayedListeners } from './relayed.ts';
 import { RemoteAdmission } from './remote-admission.ts';
+import { WorkerFileDesk } from './remote-files.ts';
 
 export interface WorkerData {
   index: number;
@@ -60,13 +61,16 @@ async function startWorker(): Promise<void> {
     configs,
     maxSessions: data.maxSessions,
   });
+  const sources = [
+    LocalDirSource.perClient(opts.root),
+    ...disks.sources,
+    LocalDirSource.shared(opts.root),
+  ];
+  // HTTP boot's files of this worker's clients, read here for the main thread's HTTP server.
+  const files = new WorkerFileDesk(sources, (m, transfer) => port.postMessage(m, transfer), logger);
   const server = new TftpServer({
     ...serverSettingsFrom(opts),
-    sources: [
-      LocalDirSource.perClient(opts.root),
-      ...disks.sources,
-      LocalDirSource.shared(opts.root),
-    ],
+    sources,
     logger,
     metrics,
     listeners: new RelayedListeners(post, data.port, data.addresses),
@@ -114,11 +118,12 @@ async function startWorker(): Promise<void> {
       case 'drain':
         void server
           .stop(m.graceMs)
+          .then(() => files.closeAll())
           .then(() => disks.stop())
           .then(() => post({ type: 'drained' }));
         return;
       default:
-        admission?.handle(m);
+        if (!files.handle(m)) admission?.handle(m);
     }
   };
   for (const m of early.splice(0)) handle(m);

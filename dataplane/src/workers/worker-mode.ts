@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import type { Registry } from 'prom-client';
+import type { ProvenAdmission } from '../admission/admission.ts';
 import type { DataplaneOptions } from '../cli.ts';
 import { NbdConfigWatcher } from '../config/nbd-config-watcher.ts';
 import type { SnapshotGate } from '../config/snapshot-gate.ts';
@@ -33,6 +34,11 @@ export interface WorkerMode {
     status(): Promise<Record<string, unknown>>;
     stop(): Promise<void>;
   };
+  /**
+   * HTTP boot on this thread (remote-files.ts): one source, each client's view read in its
+   * worker, and the one admission of the process.
+   */
+  http: { sources: FileSource[]; admission: ProvenAdmission };
   /** What /metrics serves: the main thread's registry merged with every worker's. */
   registry: Pick<Registry, 'contentType' | 'metrics'>;
   handOff(local: string, req: RequestPacket, rinfo: RemoteInfo): void;
@@ -64,6 +70,12 @@ export async function startWorkerMode(
     sendFromListener: (local, packet, port, address) =>
       server?.sendFromListener(local, packet, port, address),
     listening: () => ({ port: server?.port ?? opts.port, addresses: server?.addresses ?? [] }),
+    // An open may wait for a disk (--disk-wait) and spend its budget (--open-budget-ms); a
+    // read slower than --stall-timeout would have abandoned the transfer anyway.
+    fileTimeouts: {
+      openMs: (opts.diskWaitS + 5) * 1000 + opts.openBudgetMs,
+      readMs: opts.stallTimeoutS * 1000,
+    },
   });
   // One watcher for the process (one inotify watch, one status, one count of bad configs);
   // each config goes to the worker of its client, which holds that client's disk.
@@ -97,6 +109,7 @@ export async function startWorkerMode(
       },
       stop: async () => watcher.stop(),
     },
+    http: { sources: [pool.files], admission: pool.sharedAdmission },
     registry: {
       contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
       metrics: async () => {

@@ -11,13 +11,14 @@ import type { RemoteInfo } from 'node:dgram';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { NbdConfig } from '../../../common/src/nbd-config.ts';
-import type { AdmissionLimits } from '../admission/admission.ts';
+import type { AdmissionLimits, ProvenAdmission } from '../admission/admission.ts';
 import type { HealthVerdict } from '../health/health-monitor.ts';
 import type { DataplaneMetrics } from '../metrics.ts';
 import type { RequestPacket } from '../tftp/codec.ts';
 import { AdmissionAuthority } from './admission-authority.ts';
 import { ClientRouting } from './client-routing.ts';
 import type { FromWorker, MetricsJson, ToWorker, WorkerStatus } from './messages.ts';
+import { RemoteViewSource } from './remote-files.ts';
 import type { WorkerData } from './worker-main.ts';
 
 export interface WorkerPoolOptions {
@@ -35,6 +36,8 @@ export interface WorkerPoolOptions {
   sendFromListener(local: string, packet: Buffer, port: number, address: string): void;
   /** The listening port and addresses, for the workers' view of them. */
   listening(): { port: number; addresses: string[] };
+  /** HTTP boot's waits on a worker: an open (--disk-wait and the open budget fit in it), a read. */
+  fileTimeouts: { openMs: number; readMs: number };
 }
 
 interface Slot {
@@ -54,6 +57,8 @@ const START_TIMEOUT_MS = 60_000;
 
 export class WorkerPool {
   readonly routing: ClientRouting;
+  /** HTTP boot's view of every client, each read in its client's worker (remote-files.ts). */
+  readonly files: RemoteViewSource;
   private readonly slots: Slot[];
   private readonly authority: AdmissionAuthority;
   /** The latest config of every client: given again to a worker that restarts. */
@@ -81,6 +86,17 @@ export class WorkerPool {
     );
     opts.metrics.transferMemoryBudget.set(this.authority.memoryBudget);
     opts.metrics.workers.set(opts.workers);
+    this.files = new RemoteViewSource({
+      workerOf: (clientIp) => this.routing.workerOf(clientIp),
+      post: (worker, m) => this.post(worker, m),
+      openTimeoutMs: opts.fileTimeouts.openMs,
+      readTimeoutMs: opts.fileTimeouts.readMs,
+    });
+  }
+
+  /** The one admission of the process, for HTTP boot on this thread (one budget for both). */
+  get sharedAdmission(): ProvenAdmission {
+    return this.authority.proven;
   }
 
   /** Starts every worker; resolves once all are ready, rejects if one cannot start. */
@@ -263,6 +279,11 @@ export class WorkerPool {
         this.drainWaiters.delete(w);
         if (this.drainWaiters.size === 0) this.onDrained?.();
         return;
+      case 'file-opened':
+      case 'file-read-done':
+      case 'file-read-failed':
+        this.files.onAnswer(w, m);
+        return;
     }
   }
 
@@ -276,6 +297,7 @@ export class WorkerPool {
     slot.worker = undefined;
     slot.transfersActive = 0;
     this.authority.releaseWorker(slot.index);
+    this.files.workerGone(slot.index);
     this.syncGauges();
     if (this.stopping) return;
     const young = Date.now() - slot.startedAt < 60_000;
