@@ -98,4 +98,31 @@ describe('the chart passes arguments the programs accept', { skip }, () => {
       assert.match(run.stderr, new RegExp(`dataplane\\.admission\\.${key}`));
     }
   });
+
+  // Worker mode and the listening socket's buffer (docs/performance.md)
+  test('workers and listenBufferKiB reach the dataplane; the schema refuses what it would not take', () => {
+    for (const [workers, listenBufferKiB] of [
+      [1, 8192],
+      [32, 0],
+      ['auto', 1_048_576],
+    ] as const) {
+      const ds = findObject(renderChart({ dataplane: { workers, listenBufferKiB } }), 'DaemonSet');
+      const tftp = containerOf(ds, 'tftp');
+      const o = parseDataplaneCli(argsOf(tftp), envOf(tftp));
+      assert.ok(o);
+      assert.equal(o.workers, workers);
+      assert.equal(o.listen.receiveBufferBytes, listenBufferKiB * 1024);
+    }
+    for (const [key, value] of [
+      ['workers', 0],
+      ['workers', 257],
+      ['workers', 'many'],
+      ['listenBufferKiB', -1],
+      ['listenBufferKiB', 1_048_577],
+    ] as const) {
+      const run = helmWithValues(['template', 'boot'], { dataplane: { [key]: value } });
+      assert.notEqual(run.status, 0, `helm accepted ${key}: ${value}`);
+      assert.match(run.stderr, new RegExp(`dataplane\\.${key}|dataplane/${key}`));
+    }
+  });
 });

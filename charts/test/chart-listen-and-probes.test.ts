@@ -52,7 +52,7 @@ describe('chart: listening and probes', { skip }, () => {
   test('by default the dataplane listens on every address but virtual interfaces', () => {
     const { tftp, options } = dataplaneOf({});
     assert.equal(
-      tftp.args?.some((a) => a.startsWith('--listen')),
+      tftp.args?.some((a) => a.startsWith('--listen=')),
       false,
     );
     assert.deepEqual(options.listen.include.map(text), ['all']);

@@ -70,7 +70,7 @@ describe('chart renders', { skip }, () => {
   test('the default listens everywhere; listen addresses and the node IP are passed when set', () => {
     const plain = containerOf(findObject(renderChart({}), 'DaemonSet'), 'tftp');
     assert.equal(
-      plain.args?.some((a) => a.startsWith('--listen')),
+      plain.args?.some((a) => a.startsWith('--listen=')),
       false,
     );
     const objects = renderChart(VALUE_SETS.pinned!);
