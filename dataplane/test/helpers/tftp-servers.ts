@@ -223,7 +223,12 @@ export interface PeerOptions {
   tftpMax?: number;
 }
 
-async function startPeer(name: string, argv: string[], o: PeerOptions): Promise<RunningServer> {
+/** A peer server (its argv, run in `o.netns` when given), up once `o.port` is bound. */
+export async function startPeer(
+  name: string,
+  argv: string[],
+  o: PeerOptions,
+): Promise<RunningServer> {
   const [cmd, args] = inNetns(o.netns, argv);
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const server = track(name, child, o.port);
