@@ -14,7 +14,7 @@
  * Everything runs in a network namespace of its own (dnsmasq always binds port 69).
  *
  *   node --import tsx bench/storm.ts [--clients 500] [--profiles edk2,ipxe,http]
- *     [--servers rtftp,tftp-hpa,dnsmasq[,node-floor]] [--workers 1,2] [--kernel-mib 8] [--initrd-mib 32]
+ *     [--servers rtftp,tftp-hpa,dnsmasq[,node-floor,node-floor-shared]] [--workers 1,2] [--kernel-mib 8] [--initrd-mib 32]
  *     [--load-procs 2] [--variants 2] [--cold] [--cpu-prof DIR] [--rtftp-args="..."]
  *     [--fetch sequential|parallel] [--server-log DIR]   (rtftp's log lines of each storm, one file per storm, to diagnose
  *                           a failed client: add --rtftp-args="--log-level debug")
@@ -81,7 +81,13 @@ if (args.fetch !== 'sequential' && args.fetch !== 'parallel')
   throw new Error(`--fetch is sequential or parallel, not ${args.fetch}`);
 const LOAD_PROCS = Math.max(1, Number(args['load-procs']));
 const HOST = '127.0.0.1';
-const PORTS = { rtftp: 6901, 'tftp-hpa': 6902, dnsmasq: 69, 'node-floor': 6903 } as const;
+const PORTS = {
+  rtftp: 6901,
+  'tftp-hpa': 6902,
+  dnsmasq: 69,
+  'node-floor': 6903,
+  'node-floor-shared': 6904,
+} as const;
 const HTTP_METRICS_PORT = 9701;
 const MiB = 1024 * 1024;
 /** What Node's dgram alone costs per block (--servers node-floor): bench/lib/node-floor-tftpd.ts. */
@@ -104,6 +110,8 @@ function plans(): ServerPlan[] {
     else if (s === 'dnsmasq')
       out.push({ kind: 'dnsmasq', label: `dnsmasq (tftp-max ${dnsmasqTftpMax()})` });
     else if (s === 'node-floor') out.push({ kind: 'node-floor', label: "Node's dgram floor" });
+    else if (s === 'node-floor-shared')
+      out.push({ kind: 'node-floor-shared', label: "Node's dgram floor, one socket" });
     else throw new Error(`unknown server ${s}`);
   }
   return out;
@@ -138,12 +146,11 @@ async function startServer(
   const port = PORTS[plan.kind];
   if (plan.kind === 'tftp-hpa')
     return startInTftpd({ root: fleet.peerRoot, address: HOST, port, netns });
-  if (plan.kind === 'node-floor')
-    return startPeer(
-      'node-floor',
-      [process.execPath, '--import', 'tsx', NODE_FLOOR, fleet.peerRoot, HOST, String(port)],
-      { root: fleet.peerRoot, address: HOST, port, netns },
-    );
+  if (plan.kind === 'node-floor' || plan.kind === 'node-floor-shared') {
+    const argv = [process.execPath, '--import', 'tsx', NODE_FLOOR, fleet.peerRoot, HOST];
+    argv.push(String(port), ...(plan.kind === 'node-floor-shared' ? ['shared'] : []));
+    return startPeer(plan.kind, argv, { root: fleet.peerRoot, address: HOST, port, netns });
+  }
   if (plan.kind === 'dnsmasq')
     return startDnsmasqTftp({
       root: fleet.peerRoot,

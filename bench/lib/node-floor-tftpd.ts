@@ -6,7 +6,11 @@
  * --servers node-floor` runs it beside rtftp, so the gap between rtftp and dnsmasq splits
  * into what Node itself costs per datagram and what rtftp adds on top.
  *
- *   node --import tsx bench/lib/node-floor-tftpd.ts <root> <address> <port>
+ *   node --import tsx bench/lib/node-floor-tftpd.ts <root> <address> <port> [shared]
+ *
+ * `shared`: every transfer is served from the listening socket itself (demultiplexed by
+ * the client's address and port) instead of a socket of its own: fewer sockets for the
+ * event loop to poll, more datagrams per wakeup.
  *
  * RRQ with blksize, tsize and windowsize (RFC 2347-2349, 7440), octet only; a repeated
  * ACK gets its window again; a transfer idle for 10 s is dropped.
@@ -16,7 +20,8 @@ import type { Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { join, normalize } from 'node:path';
 
-const [root, address, portText] = process.argv.slice(2);
+const [root, address, portText, mode] = process.argv.slice(2);
+const shared = mode === 'shared';
 if (!root || !address || !portText) {
   process.stderr.write('usage: node-floor-tftpd <root> <address> <port>\n');
   process.exit(2);
@@ -40,6 +45,9 @@ function fileOf(name: string): Buffer | undefined {
 
 interface Transfer {
   socket: Socket;
+  /** Sends one datagram to the client (from its own socket, or the shared one). */
+  out(packet: Buffer): void;
+  key: string;
   file: Buffer;
   blksize: number;
   windowsize: number;
@@ -51,6 +59,7 @@ interface Transfer {
 }
 
 const live = new Set<Transfer>();
+const byClient = new Map<string, Transfer>();
 
 function send(t: Transfer, block: number): void {
   const start = (block - 1) * t.blksize;
@@ -59,7 +68,7 @@ function send(t: Transfer, block: number): void {
   packet.writeUInt16BE(3, 0);
   packet.writeUInt16BE(block & 0xffff, 2);
   t.file.copy(packet, 4, start, start + len);
-  t.socket.send(len === t.blksize ? packet : packet.subarray(0, 4 + len));
+  t.out(len === t.blksize ? packet : packet.subarray(0, 4 + len));
 }
 
 function sendWindow(t: Transfer): void {
@@ -69,7 +78,8 @@ function sendWindow(t: Transfer): void {
 
 function end(t: Transfer): void {
   live.delete(t);
-  t.socket.close();
+  byClient.delete(t.key);
+  if (!shared) t.socket.close();
 }
 
 function onAck(t: Transfer, msg: Buffer): void {
@@ -88,58 +98,77 @@ function onAck(t: Transfer, msg: Buffer): void {
   if (t.acked === t.sent) sendWindow(t);
 }
 
-function start(msg: Buffer, port: number, host: string): void {
+function begin(socket: Socket, out: (p: Buffer) => void, key: string, msg: Buffer): void {
   const fields = msg.subarray(2).toString('latin1').split('\0');
   const [name, , ...opts] = fields;
   const file = name ? fileOf(name) : undefined;
+  if (!file) {
+    out(Buffer.from('\0\x05\0\x01file not found\0', 'latin1'));
+    if (!shared) socket.close();
+    return;
+  }
+  let blksize = 512;
+  let windowsize = 1;
+  const oack: string[] = [];
+  for (let i = 0; i + 1 < opts.length; i += 2) {
+    const key = opts[i]!.toLowerCase();
+    const value = Number(opts[i + 1]);
+    if (key === 'blksize' && value >= 8) blksize = Math.min(value, 65464);
+    else if (key === 'windowsize' && value >= 1) windowsize = Math.min(value, 64);
+    else if (key === 'tsize') oack.push('tsize', String(file.length));
+    else continue;
+    if (key !== 'tsize') oack.push(key, String(key === 'blksize' ? blksize : windowsize));
+  }
+  const t: Transfer = {
+    socket,
+    out,
+    key,
+    file,
+    blksize,
+    windowsize,
+    blocks: Math.floor(file.length / blksize) + 1,
+    acked: 0,
+    sent: 0,
+    packets: Array.from({ length: windowsize }, () => Buffer.alloc(blksize + 4)),
+    lastHeard: Date.now(),
+  };
+  live.add(t);
+  byClient.set(key, t);
+  if (oack.length > 0) out(Buffer.from(`\0\x06${oack.map((o) => `${o}\0`).join('')}`, 'latin1'));
+  else sendWindow(t);
+}
+
+/** A transfer on a socket of its own, connected to the client. */
+function start(msg: Buffer, port: number, host: string): void {
   const socket = createSocket('udp4');
   socket.bind({ address, port: 0 }, () => {
     socket.connect(port, host, () => {
-      if (!file) {
-        socket.send(Buffer.from('\0\x05\0\x01file not found\0', 'latin1'));
-        socket.close();
-        return;
-      }
-      let blksize = 512;
-      let windowsize = 1;
-      const oack: string[] = [];
-      for (let i = 0; i + 1 < opts.length; i += 2) {
-        const key = opts[i]!.toLowerCase();
-        const value = Number(opts[i + 1]);
-        if (key === 'blksize' && value >= 8) blksize = Math.min(value, 65464);
-        else if (key === 'windowsize' && value >= 1) windowsize = Math.min(value, 64);
-        else if (key === 'tsize') oack.push('tsize', String(file.length));
-        else continue;
-        if (key !== 'tsize') oack.push(key, String(key === 'blksize' ? blksize : windowsize));
-      }
-      const t: Transfer = {
-        socket,
-        file,
-        blksize,
-        windowsize,
-        blocks: Math.floor(file.length / blksize) + 1,
-        acked: 0,
-        sent: 0,
-        packets: Array.from({ length: windowsize }, () => Buffer.alloc(blksize + 4)),
-        lastHeard: Date.now(),
-      };
-      live.add(t);
-      socket.on('message', (m) => onAck(t, m));
-      socket.on('error', () => end(t));
-      if (oack.length > 0)
-        socket.send(Buffer.from(`\0\x06${oack.map((o) => `${o}\0`).join('')}`, 'latin1'));
-      else sendWindow(t);
+      const key = `${host}:${port}`;
+      socket.on('message', (m) => {
+        const t = byClient.get(key);
+        if (t) onAck(t, m);
+      });
+      socket.on('error', () => socket.close());
+      begin(socket, (p) => socket.send(p), key, msg);
     });
   });
 }
 
 const listener = createSocket('udp4');
 listener.on('message', (msg, rinfo) => {
-  if (msg.length > 4 && msg.readUInt16BE(0) === 1) start(msg, rinfo.port, rinfo.address);
+  const key = `${rinfo.address}:${rinfo.port}`;
+  const t = shared ? byClient.get(key) : undefined;
+  if (t) onAck(t, msg);
+  else if (msg.length > 4 && msg.readUInt16BE(0) === 1) {
+    if (!shared) start(msg, rinfo.port, rinfo.address);
+    else begin(listener, (p) => listener.send(p, rinfo.port, rinfo.address), key, msg);
+  }
 });
-listener.bind({ address, port: Number(portText) }, () =>
-  process.stderr.write(`node-floor-tftpd listening on ${address}:${portText}\n`),
-);
+listener.bind({ address, port: Number(portText) }, () => {
+  // As rtftp's --listen-buffer: a storm's burst of requests waits here, not in the kernel's drops.
+  listener.setRecvBufferSize(8 * 1024 * 1024);
+  process.stderr.write(`node-floor-tftpd listening on ${address}:${portText}\n`);
+});
 setInterval(() => {
   const now = Date.now();
   for (const t of live) if (now - t.lastHeard > 10_000) end(t);
