@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderNbdConfig } from '../common/src/nbd-config.ts';
 import { buildFilesystemImage } from '../dataplane/test/fixtures/disk-image.ts';
@@ -23,13 +23,14 @@ import { makeTempDir, sha256File, writeSeededFile } from '../dataplane/test/help
 import { startRtftpWithHttpBoot } from '../dataplane/test/helpers/http-boot.ts';
 import type { RtftpWithHttpBoot } from '../dataplane/test/helpers/http-boot.ts';
 import { failed, runClient } from '../dataplane/test/helpers/real-clients.ts';
-import { REPO, peakRssKb } from '../dataplane/test/helpers/tftp-servers.ts';
+import { peakRssKb } from '../dataplane/test/helpers/tftp-servers.ts';
+import { nginxMissingReason, startNginx } from './lib/nginx.ts';
+import type { RunningNginx } from './lib/nginx.ts';
 import { median } from './lib/tftp-report.ts';
 
 const FILE_MB = Number(process.env.BENCH_FILE_MB ?? 100);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 100);
-const NGINX = join(REPO, '.tools/nginx/usr/sbin/nginx');
 const LOCAL_CLIENT = '127.0.0.2';
 const DISK_CLIENT = '127.0.0.3';
 const SIZE = FILE_MB * 1024 * 1024;
@@ -63,50 +64,6 @@ function curlGet(url: string, source: string): Promise<Fetched> {
   });
 }
 
-interface RunningNginx {
-  port: number;
-  stop(): Promise<void>;
-}
-
-/** nginx in the foreground, one process, its prefix in `dir`, serving `root`. */
-async function startNginx(dir: string, root: string): Promise<RunningNginx> {
-  const port = await freePort();
-  mkdirSync(join(dir, 'logs'), { recursive: true });
-  const conf = join(dir, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; tcp_nopush on;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:${port}; root ${root}; }
-}
-`,
-  );
-  const child = spawn(NGINX, ['-p', dir, '-e', 'stderr', '-c', conf], { stdio: 'inherit' });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  for (let i = 0; i < 100; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/bench.bin`, { method: 'HEAD' });
-      await r.body?.cancel();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return {
-    port,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
 async function tftpOnce(
   rtftp: RtftpWithHttpBoot,
   scratch: string,
@@ -130,7 +87,8 @@ async function tftpOnce(
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(NGINX)) throw new Error(`${NGINX} missing: scripts/setup.sh unpacks it`);
+  const noNginx = nginxMissingReason();
+  if (noNginx) throw new Error(noNginx);
   const dir = makeTempDir('rtftp-bench-http');
   let nbd: RunningNbdkit | undefined;
   let rtftp: RtftpWithHttpBoot | undefined;
@@ -162,7 +120,12 @@ async function main(): Promise<void> {
     );
     rtftp = await startRtftpWithHttpBoot(root, ['--disk-wait', '30']);
     await rtftp.server.waitForLog((l) => l.msg === 'Disk connected' && l.client === DISK_CLIENT);
-    nginx = await startNginx(dir.file('nginx'), peerRoot);
+    nginx = await startNginx({
+      dir: dir.file('nginx'),
+      root: peerRoot,
+      address: '127.0.0.1',
+      port: await freePort(),
+    });
 
     const httpUrl = `http://127.0.0.1:${rtftp.httpPort}/bench.bin`;
     const figures = new Map<string, number[]>();

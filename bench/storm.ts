@@ -5,16 +5,19 @@
  * N clients (default 500), each from its own loopback address, each with its own NBD disk
  * (one nbdkit serving hard links of a few disk images, read natively), all at once, each
  * fetching an 8 MiB kernel and then a 32 MiB initrd, as firmware does (--fetch parallel:
- * both files at once), in the EDK2-like profile (blksize 1468, windowsize 4)
- * and the iPXE-like one (tsize probe, then blksize 1432 lock-step); HTTP boot is measured by
- * bench/http.ts, not here yet. The baseline, in the same run: the same payloads from local dirs
- * through tftp-hpa and dnsmasq (tftp-max raised so it can take part). Each server starts
- * afresh for each profile (its peak RSS and CPU are that storm's); rtftp's disks are
- * connected before the clients start (the boot server was up; --cold: not waited for).
- * Everything runs in a network namespace of its own (dnsmasq always binds port 69).
+ * both files at once), in the EDK2-like profile (blksize 1468, windowsize 4), the iPXE-like
+ * one (tsize probe, then blksize 1432 lock-step) and over HTTP/1.1 (one keep-alive
+ * connection per client, rtftp's --http-port). The baseline, in the same run: the same
+ * payloads from local dirs through tftp-hpa and dnsmasq (tftp-max raised so it can take
+ * part) over TFTP, and through nginx (sendfile, one process) over HTTP; a peer that does not
+ * speak a profile's protocol has no row in it. Each server starts afresh for each profile
+ * (its peak RSS and CPU are that storm's); rtftp's disks are connected before the clients
+ * start (the boot server was up; --cold: not waited for). Everything runs in a network
+ * namespace of its own (dnsmasq always binds port 69).
  *
  *   node --import tsx bench/storm.ts [--clients 500] [--profiles edk2,ipxe,http]
- *     [--servers rtftp,tftp-hpa,dnsmasq[,node-floor,node-floor-shared]] [--workers 1,2] [--kernel-mib 8] [--initrd-mib 32]
+ *     [--servers rtftp,tftp-hpa,dnsmasq,nginx[,node-floor,node-floor-shared]] [--workers 1,2]
+ *     [--kernel-mib 8] [--initrd-mib 32]
  *     [--load-procs 2] [--variants 2] [--cold] [--cpu-prof DIR] [--rtftp-args="..."]
  *     [--fetch sequential|parallel] [--server-log DIR]   (rtftp's log lines of each storm, one file per storm, to diagnose
  *                           a failed client: add --rtftp-args="--log-level debug")
@@ -30,8 +33,13 @@ import { parseArgs } from 'node:util';
 import { makeTempDir } from '../dataplane/test/helpers/fixtures.ts';
 import { createIsolatedNamespace } from '../dataplane/test/helpers/netns.ts';
 import { STORM_FILES, createStormFleet } from '../dataplane/test/helpers/storm-fleet.ts';
-import type { StormFleet } from '../dataplane/test/helpers/storm-fleet.ts';
+import type {
+  StormClient,
+  StormFileName,
+  StormFleet,
+} from '../dataplane/test/helpers/storm-fleet.ts';
 import type { StormProfile } from '../dataplane/test/helpers/storm-client.ts';
+import { targetOf } from '../dataplane/test/helpers/http-boot.ts';
 import {
   RTFTP_BIN,
   metricValue,
@@ -41,12 +49,15 @@ import {
   startPeer,
   startRtftp,
 } from '../dataplane/test/helpers/tftp-servers.ts';
-import type { RunningServer } from '../dataplane/test/helpers/tftp-servers.ts';
+import type { LogLine } from '../dataplane/test/helpers/tftp-servers.ts';
 import { listenDropsFrom } from '../dataplane/src/tftp/listen-drops.ts';
+import type { HttpLoadSpec, HttpRunResult } from './lib/http-load-client.ts';
+import { nginxMissingReason, startNginx } from './lib/nginx.ts';
 import { ProcessTreeCpu } from './lib/process-tree-cpu.ts';
 import {
   buildLoadGenerator,
   deal,
+  describeHttpLoadGenerator,
   describeLoadGenerator,
   prepareLoad,
 } from './lib/storm-load-runner.ts';
@@ -59,7 +70,7 @@ const { values: args } = parseArgs({
   options: {
     clients: { type: 'string', default: '500' },
     profiles: { type: 'string', default: 'edk2,ipxe,http' },
-    servers: { type: 'string', default: 'rtftp,tftp-hpa,dnsmasq' },
+    servers: { type: 'string', default: 'rtftp,tftp-hpa,dnsmasq,nginx' },
     workers: { type: 'string', default: '1,2' },
     'kernel-mib': { type: 'string', default: '8' },
     'initrd-mib': { type: 'string', default: '32' },
@@ -81,27 +92,59 @@ if (args.fetch !== 'sequential' && args.fetch !== 'parallel')
   throw new Error(`--fetch is sequential or parallel, not ${args.fetch}`);
 const LOAD_PROCS = Math.max(1, Number(args['load-procs']));
 const HOST = '127.0.0.1';
+/** Each server's port, by the protocol it serves the storm over (none: no row). */
 const PORTS = {
-  rtftp: 6901,
-  'tftp-hpa': 6902,
-  dnsmasq: 69,
-  'node-floor': 6903,
-  'node-floor-shared': 6904,
+  tftp: {
+    rtftp: 6901,
+    'tftp-hpa': 6902,
+    dnsmasq: 69,
+    'node-floor': 6903,
+    'node-floor-shared': 6904,
+  },
+  http: { rtftp: 6969, nginx: 6970 },
 } as const;
+type Protocol = keyof typeof PORTS;
+type ServerKind = 'rtftp' | 'tftp-hpa' | 'dnsmasq' | 'nginx' | 'node-floor' | 'node-floor-shared';
+const SERVER_KINDS: readonly string[] = [
+  'rtftp',
+  'tftp-hpa',
+  'dnsmasq',
+  'nginx',
+  'node-floor',
+  'node-floor-shared',
+];
 const HTTP_METRICS_PORT = 9701;
 const MiB = 1024 * 1024;
+/** What one HTTP transfer reserves of rtftp's --max-transfer-memory: two 256 KiB buffers. */
+const HTTP_TRANSFER_MIB = 0.5;
+/** --max-transfer-memory's default (MiB). */
+const DEFAULT_TRANSFER_MEMORY_MIB = 256;
 /** What Node's dgram alone costs per block (--servers node-floor): bench/lib/node-floor-tftpd.ts. */
 const NODE_FLOOR = fileURLToPath(new URL('./lib/node-floor-tftpd.ts', import.meta.url));
 
 interface ServerPlan {
-  kind: keyof typeof PORTS;
+  kind: ServerKind;
   label: string;
   workers?: number;
 }
 
-function plans(): ServerPlan[] {
+function protocolOf(profile: string): Protocol {
+  return profile === 'http' ? 'http' : 'tftp';
+}
+
+function portOf(kind: ServerKind, protocol: Protocol): number {
+  const ports: Partial<Record<ServerKind, number>> = PORTS[protocol];
+  const port = ports[kind];
+  if (port === undefined) throw new Error(`${kind} serves no ${protocol}`);
+  return port;
+}
+
+/** The rows of one profile: each server of --servers that speaks its protocol. */
+function plans(protocol: Protocol): ServerPlan[] {
   const out: ServerPlan[] = [];
   for (const s of args.servers.split(',')) {
+    if (!SERVER_KINDS.includes(s)) throw new Error(`unknown server ${s}`);
+    if (!(s in PORTS[protocol])) continue;
     if (s === 'rtftp' && args.workers === '') out.push({ kind: 'rtftp', label: 'rtftp' });
     else if (s === 'rtftp') {
       for (const w of args.workers.split(',').map(Number))
@@ -112,9 +155,23 @@ function plans(): ServerPlan[] {
     else if (s === 'node-floor') out.push({ kind: 'node-floor', label: "Node's dgram floor" });
     else if (s === 'node-floor-shared')
       out.push({ kind: 'node-floor-shared', label: "Node's dgram floor, one socket" });
-    else throw new Error(`unknown server ${s}`);
+    else out.push({ kind: 'nginx', label: 'nginx (1 process, sendfile)' });
   }
   return out;
+}
+
+/** HTTP transfers the storm holds at once: every client's files, or one each (sequential). */
+function httpTransfersAtOnce(): number {
+  return CLIENTS * (args.fetch === 'sequential' ? 1 : STORM_FILES.length);
+}
+
+/**
+ * rtftp's --max-transfer-memory for the HTTP storm: its default unless every transfer at
+ * once needs more (then raised, and the conditions line says so), as dnsmasq's tftp-max is.
+ */
+function httpTransferMemoryMiB(): number | undefined {
+  const needed = Math.ceil(httpTransfersAtOnce() * HTTP_TRANSFER_MIB);
+  return needed > DEFAULT_TRANSFER_MEMORY_MIB ? needed + 16 : undefined;
 }
 
 /** Every transfer of the storm at once, and some room. */
@@ -137,13 +194,31 @@ function curlInNetns(netns: string, url: string): string {
   return r.stdout ?? '';
 }
 
+/** What a storm needs of a server it started: its PID, rtftp's log lines, a stop. */
+interface StormServer {
+  pid: number;
+  logs?: LogLine[];
+  stop(): Promise<void>;
+}
+
 async function startServer(
   plan: ServerPlan,
   fleet: StormFleet,
   netns: string,
   profile: string,
-): Promise<RunningServer> {
-  const port = PORTS[plan.kind];
+  dir: string,
+): Promise<StormServer> {
+  const protocol = protocolOf(profile);
+  const port = portOf(plan.kind, protocol);
+  if (plan.kind === 'nginx')
+    return startNginx({
+      dir: join(dir, `nginx-${profile}`),
+      root: fleet.peerRoot,
+      address: HOST,
+      port,
+      netns,
+      connections: httpTransfersAtOnce() + 64,
+    });
   if (plan.kind === 'tftp-hpa')
     return startInTftpd({ root: fleet.peerRoot, address: HOST, port, netns });
   if (plan.kind === 'node-floor' || plan.kind === 'node-floor-shared') {
@@ -168,10 +243,20 @@ async function startServer(
     : [];
   // perf resolves JIT-compiled JavaScript through /tmp/perf-<pid>.map.
   if (args.perf) nodeArgs.push('--perf-basic-prof-only-functions');
-  return startRtftp({
+  const memory = httpTransferMemoryMiB();
+  const http =
+    protocol === 'http'
+      ? [
+          '--http-port',
+          String(port),
+          ...(memory !== undefined ? ['--max-transfer-memory', String(memory)] : []),
+        ]
+      : [];
+  const server = await startRtftp({
     root: fleet.rtftpRoot,
     listen: [HOST],
-    port,
+    // Over HTTP its TFTP port is idle; over TFTP it is the one measured.
+    port: PORTS.tftp.rtftp,
     netns,
     nodeArgs,
     args: [
@@ -184,9 +269,13 @@ async function startServer(
       '--max-sessions',
       String(CLIENTS + 16),
       ...(plan.workers !== undefined ? ['--workers', String(plan.workers)] : []),
+      ...http,
       ...args['rtftp-args'].split(' ').filter(Boolean),
     ],
   });
+  if (protocol === 'http')
+    await server.waitForLog((l) => l.msg === 'HTTP boot server listening', 30_000);
+  return server;
 }
 
 /**
@@ -199,6 +288,20 @@ function listenerDrops(netns: string, port: number): number | undefined {
     encoding: 'utf8',
   });
   return r.status === 0 ? listenDropsFrom(r.stdout, port, [HOST]) : undefined;
+}
+
+/**
+ * TCP connections the kernel dropped at a listening socket in the storm's namespace so far
+ * (TcpExt ListenDrops: accept queue full, or no memory); only one server runs at a time.
+ */
+function tcpListenDrops(netns: string): number | undefined {
+  const r = spawnSync('ip', ['netns', 'exec', netns, 'cat', '/proc/net/netstat'], {
+    encoding: 'utf8',
+  });
+  const [names, values] = r.stdout.split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const i = names?.split(' ').indexOf('ListenDrops') ?? -1;
+  const value = i > 0 ? Number(values?.split(' ')[i]) : NaN;
+  return Number.isFinite(value) ? value : undefined;
 }
 
 /** Waits until every client's disk is connected (the boot server was up before the storm). */
@@ -215,39 +318,75 @@ async function waitForDisks(netns: string, timeoutMs: number): Promise<number> {
   return connected;
 }
 
+/**
+ * The name client `c` asks for: rtftp tells clients apart by source address (TFTP and HTTP
+ * alike), the peers serve one root to all.
+ */
+function nameFor(fleet: StormFleet, plan: ServerPlan, c: StormClient, f: StormFileName): string {
+  return plan.kind === 'rtftp' ? fleet.rtftpPath(c, f) : fleet.peerPath(c, f);
+}
+
+/** One spec per load-generator process, each with its share of the clients. */
+function loadSpecs(
+  fleet: StormFleet,
+  profile: StormProfile | 'http',
+  plan: ServerPlan,
+): (StormLoadSpec | HttpLoadSpec)[] {
+  const shares = deal(fleet.clients, LOAD_PROCS);
+  const common = {
+    host: HOST,
+    port: portOf(plan.kind, protocolOf(profile)),
+    sequential: args.fetch === 'sequential',
+  };
+  if (profile === 'http')
+    return shares.map((share) => ({
+      ...common,
+      profile,
+      // Firmware gives up on a silent server around then.
+      idleTimeoutMs: 60_000,
+      clients: share.map((c) => ({
+        address: c.address,
+        fetches: STORM_FILES.map((f) => {
+          const { size, sha256 } = fleet.variants[c.variant]!.files[f];
+          return { target: targetOf(nameFor(fleet, plan, c, f)), size, sha256 };
+        }),
+      })),
+    }));
+  const payloadFiles = fleet.variants.flatMap((v) => STORM_FILES.map((f) => v.files[f].path));
+  return shares.map((share) => ({
+    ...common,
+    profile,
+    retransmitMs: Number(args['retransmit-ms']),
+    maxRetries: 8,
+    payloadFiles,
+    clients: share.map((c) => ({
+      address: c.address,
+      fetches: STORM_FILES.map((f, j) => ({
+        name: nameFor(fleet, plan, c, f),
+        payload: c.variant * STORM_FILES.length + j,
+      })),
+    })),
+  }));
+}
+
 async function runStorm(
   fleet: StormFleet,
   netns: string,
   dir: string,
-  profile: StormProfile,
+  profile: StormProfile | 'http',
   plan: ServerPlan,
   gen: LoadGenerator,
 ): Promise<StormFigures> {
-  const server = await startServer(plan, fleet, netns, profile);
+  const protocol = protocolOf(profile);
+  const server = await startServer(plan, fleet, netns, profile, dir);
   try {
     let disksNote = '';
     if (plan.kind === 'rtftp' && !args.cold) {
       const connected = await waitForDisks(netns, 180_000);
       if (connected < CLIENTS) disksNote = ` (only ${connected} disks connected)`;
     }
-    const payloadFiles = fleet.variants.flatMap((v) => STORM_FILES.map((f) => v.files[f].path));
-    const specs = deal(fleet.clients, LOAD_PROCS).map((share): StormLoadSpec => ({
-      host: HOST,
-      port: PORTS[plan.kind],
-      profile,
-      retransmitMs: Number(args['retransmit-ms']),
-      maxRetries: 8,
-      sequential: args.fetch === 'sequential',
-      payloadFiles,
-      clients: share.map((c) => ({
-        address: c.address,
-        fetches: STORM_FILES.map((f, j) => ({
-          name: plan.kind === 'rtftp' ? fleet.rtftpPath(c, f) : fleet.peerPath(c, f),
-          payload: c.variant * STORM_FILES.length + j,
-        })),
-      })),
-    }));
-    const load = await prepareLoad(gen, netns, dir, specs);
+    const load = await prepareLoad(gen, netns, dir, loadSpecs(fleet, profile, plan));
+    const tcpDrops0 = protocol === 'http' ? tcpListenDrops(netns) : undefined;
     const perf = args.perf
       ? spawn(
           'perf',
@@ -269,7 +408,13 @@ async function runStorm(
     const cpu = new ProcessTreeCpu(server.pid);
     const results = await load.go();
     const cpuSeconds = cpu.stop();
-    const drops = listenerDrops(netns, PORTS[plan.kind]);
+    const tcpDrops1 = protocol === 'http' ? tcpListenDrops(netns) : undefined;
+    const drops =
+      protocol === 'tftp'
+        ? listenerDrops(netns, portOf(plan.kind, protocol))
+        : tcpDrops0 !== undefined && tcpDrops1 !== undefined
+          ? tcpDrops1 - tcpDrops0
+          : undefined;
     if (perf) {
       perf.kill('SIGINT');
       await new Promise((r) => perf.once('exit', r));
@@ -277,7 +422,7 @@ async function runStorm(
     if (args['server-log'] && plan.kind === 'rtftp') {
       mkdirSync(args['server-log'], { recursive: true });
       const file = join(args['server-log'], `storm-${profile}-w${plan.workers ?? 'd'}.log`);
-      writeFileSync(file, server.logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
+      writeFileSync(file, (server.logs ?? []).map((l) => JSON.stringify(l)).join('\n') + '\n');
       console.error(`rtftp's log: ${file}`);
     }
     const serverRetransmits =
@@ -297,11 +442,16 @@ async function runStorm(
       ...(drops !== undefined ? { listenerDrops: drops } : {}),
       ...(serverRetransmits !== undefined ? { serverRetransmits } : {}),
     });
+    const lost =
+      protocol === 'http'
+        ? `connections ${results.reduce((n, r) => n + ((r as HttpRunResult).connections ?? 0), 0)}, ` +
+          `dropped at listen ${figures.listenerDrops ?? '?'}`
+        : `client resends ${figures.clientResends}, RRQs dropped ${figures.listenerDrops ?? '?'}`;
     console.error(
       `${profile} ${figures.server}: ${figures.identical}/${CLIENTS} identical, ` +
         `last byte ${figures.lastByteS.toFixed(1)} s, ${figures.mbps.toFixed(1)} MB/s, ` +
         `CPU ${figures.cpuSeconds.toFixed(1)} s, load-gen CPU ${figures.loadCpuSeconds.toFixed(1)} s, ` +
-        `client resends ${figures.clientResends}, RRQs dropped ${figures.listenerDrops ?? '?'}`,
+        lost,
     );
     return figures;
   } finally {
@@ -309,21 +459,62 @@ async function runStorm(
   }
 }
 
-async function main(): Promise<void> {
-  const profiles = args.profiles.split(',');
-  const skipped: string[] = [];
-  if (profiles.includes('http')) {
-    const why = httpMissingReason();
+/** The profiles to run, checked; HTTP dropped (with the reason) when this rtftp has none. */
+function profilesToRun(skipped: string[]): (StormProfile | 'http')[] {
+  const out: (StormProfile | 'http')[] = [];
+  for (const p of args.profiles.split(',')) {
+    if (p !== 'edk2' && p !== 'ipxe' && p !== 'http') throw new Error(`unknown profile ${p}`);
+    const why = p === 'http' ? httpMissingReason() : undefined;
     if (why) {
       console.error(why);
       skipped.push(why);
-    } else {
-      skipped.push(
-        'HTTP profile: not in this benchmark yet (bench/http.ts measures HTTP boot, ' +
-          'N clients from their own addresses; worker mode does not serve HTTP)',
-      );
-    }
+    } else out.push(p);
   }
+  return out;
+}
+
+/** The conditions under the table; a TFTP-only run's are what they were before HTTP. */
+function conditionsOf(
+  fleet: StormFleet,
+  profiles: string[],
+  gen: LoadGenerator,
+  load0: string,
+  nginx: boolean,
+): string[] {
+  const tftp = profiles.some((p) => protocolOf(p) === 'tftp');
+  const lines = [
+    `Conditions: ${CLIENTS} clients (${fleet.variants.length} disk images, one NBD disk per ` +
+      `client, read natively), all at once, each fetching a ${args['kernel-mib']} MiB kernel ` +
+      `${args.fetch === 'sequential' ? 'then' : 'and at the same time'} a ` +
+      `${args['initrd-mib']} MiB initrd; ${cpus().length} cores, load average ` +
+      `${load0} at the start; ${tftp ? `${describeLoadGenerator(gen, LOAD_PROCS)}; ` : ''}` +
+      `${args.cold ? 'disks not connected before the storm (--cold)' : "rtftp's disks connected before the storm"}` +
+      `${tftp ? `; dnsmasq's tftp-max raised to ${dnsmasqTftpMax()}` : ''}.`,
+  ];
+  if (profiles.includes('http')) {
+    const memory = httpTransferMemoryMiB();
+    lines.push(
+      `HTTP profile: ${describeHttpLoadGenerator(LOAD_PROCS, args.fetch === 'sequential')}; rtftp serves HTTP boot on ` +
+        `port ${PORTS.http.rtftp} (--http-port), each client's files from its own disk` +
+        (memory !== undefined
+          ? `, with --max-transfer-memory raised to ${memory} MiB (each HTTP transfer reserves ` +
+            `${HTTP_TRANSFER_MIB * 1024} KiB; ${httpTransfersAtOnce()} at once)`
+          : '') +
+        (nginx
+          ? '; nginx (one process, sendfile) serves the same payloads from local dirs, the ' +
+            "baseline of the HTTP rows' ratios (vs nginx, in the targets)"
+          : '; no nginx row (--servers), so no HTTP ratio') +
+        '; tftp-hpa and dnsmasq serve no HTTP: no HTTP rows for them.',
+    );
+  }
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const skipped: string[] = [];
+  const profiles = profilesToRun(skipped);
+  const noNginx = args.servers.split(',').includes('nginx') ? nginxMissingReason() : undefined;
+  if (noNginx && profiles.includes('http')) skipped.push(`nginx's HTTP rows: ${noNginx}`);
   const dir = makeTempDir('rtftp-storm');
   const ns = createIsolatedNamespace('storm');
   let fleet: StormFleet | undefined;
@@ -337,24 +528,26 @@ async function main(): Promise<void> {
       variants: Number(args.variants),
     });
     mkdirSync(dir.file('specs'));
-    const gen = buildLoadGenerator(args.load, dir.path);
+    // The HTTP clients are Node's whatever --load says: no C compiler needed for them alone.
+    const tftp = profiles.some((p) => protocolOf(p) === 'tftp');
+    const gen: LoadGenerator = tftp ? buildLoadGenerator(args.load, dir.path) : { kind: 'node' };
     const load0 = loadavg()[0]!.toFixed(1);
     const figures: StormFigures[] = [];
     for (const profile of profiles) {
-      if (profile === 'http') continue;
-      if (profile !== 'edk2' && profile !== 'ipxe') throw new Error(`unknown profile ${profile}`);
-      for (const plan of plans())
+      for (const plan of plans(protocolOf(profile))) {
+        if (plan.kind === 'nginx' && noNginx) continue;
         figures.push(await runStorm(fleet, ns.netns, dir.file('specs'), profile, plan, gen));
+      }
     }
     const conditions = [
       '',
-      `Conditions: ${CLIENTS} clients (${fleet.variants.length} disk images, one NBD disk per ` +
-        `client, read natively), all at once, each fetching a ${args['kernel-mib']} MiB kernel ` +
-        `${args.fetch === 'sequential' ? 'then' : 'and at the same time'} a ` +
-        `${args['initrd-mib']} MiB initrd; ${cpus().length} cores, load average ` +
-        `${load0} at the start; ${describeLoadGenerator(gen, LOAD_PROCS)}; ` +
-        `${args.cold ? 'disks not connected before the storm (--cold)' : "rtftp's disks connected before the storm"}; ` +
-        `dnsmasq's tftp-max raised to ${dnsmasqTftpMax()}.`,
+      ...conditionsOf(
+        fleet,
+        profiles,
+        gen,
+        load0,
+        figures.some((f) => f.server.startsWith('nginx')),
+      ),
       ...skipped.map((s) => `Skipped: ${s}.`),
     ];
     console.log(formatStormTable(figures, conditions));

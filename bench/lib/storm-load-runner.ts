@@ -5,7 +5,8 @@
  *
  * C by default (storm-load.c, compiled here with gcc): it costs a fraction of the Node
  * client's CPU per packet, so on a 2-core machine the clients leave the cores to the
- * server. `node` runs storm-client.ts (what the test suite's reduced storm uses).
+ * server. `node` runs storm-client.ts (what the test suite's reduced storm uses). HTTP
+ * clients are always Node (http-load-client.ts: node:http, each body hashed as it streams).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { StormRunResult } from '../../dataplane/test/helpers/storm-client.ts';
 import { REPO } from '../../dataplane/test/helpers/tftp-servers.ts';
+import type { HttpLoadSpec } from './http-load-client.ts';
 import type { StormLoadSpec } from './storm-load.ts';
 
 const LOAD_MAIN = fileURLToPath(new URL('./storm-load.ts', import.meta.url));
@@ -34,6 +36,17 @@ export function describeLoadGenerator(gen: LoadGenerator, procs: number): string
   return `${procs} load-generator process${procs === 1 ? '' : 'es'} (${gen.kind === 'c' ? 'C, storm-load.c' : 'Node, storm-client.ts'})`;
 }
 
+/** The HTTP profile's load generator, for the conditions line. */
+export function describeHttpLoadGenerator(procs: number, sequential: boolean): string {
+  const connections = sequential
+    ? 'one keep-alive connection per client, the initrd asked on the kernel’s'
+    : 'a connection per file, both at once';
+  return (
+    `${procs} load-generator process${procs === 1 ? '' : 'es'} (Node, http-load-client.ts: ` +
+    `HTTP/1.1, ${connections}, every body hashed with sha256 as it streams)`
+  );
+}
+
 /** The C generator's spec: the same content as StormLoadSpec, as lines (storm-load.c). */
 function cSpec(spec: StormLoadSpec): string {
   return [
@@ -52,9 +65,10 @@ interface LoadProcess {
   result: Promise<StormRunResult>;
 }
 
-function spawnLoad(gen: LoadGenerator, netns: string, specFile: string): LoadProcess {
+/** C for TFTP when built; the HTTP clients exist in Node only. */
+function spawnLoad(gen: LoadGenerator | undefined, netns: string, specFile: string): LoadProcess {
   const argv =
-    gen.kind === 'c'
+    gen?.kind === 'c'
       ? [gen.binary, specFile]
       : [process.execPath, '--import', 'tsx', LOAD_MAIN, specFile];
   const child = spawn('ip', ['netns', 'exec', netns, ...argv], {
@@ -88,12 +102,13 @@ export async function prepareLoad(
   gen: LoadGenerator,
   netns: string,
   dir: string,
-  specs: StormLoadSpec[],
+  specs: (StormLoadSpec | HttpLoadSpec)[],
 ): Promise<{ go(): Promise<StormRunResult[]> }> {
   const procs = specs.map((spec, p) => {
     const file = join(dir, `load-${p}.spec`);
-    writeFileSync(file, gen.kind === 'c' ? cSpec(spec) : JSON.stringify(spec));
-    return spawnLoad(gen, netns, file);
+    const c = spec.profile !== 'http' && gen.kind === 'c';
+    writeFileSync(file, c ? cSpec(spec) : JSON.stringify(spec));
+    return spawnLoad(c ? gen : undefined, netns, file);
   });
   await Promise.all(procs.map((p) => p.ready));
   return {
