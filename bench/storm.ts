@@ -117,6 +117,8 @@ const HTTP_METRICS_PORT = 9701;
 const MiB = 1024 * 1024;
 /** What one HTTP transfer reserves of rtftp's --max-transfer-memory: two 256 KiB buffers. */
 const HTTP_TRANSFER_MIB = 0.5;
+/** In worker mode, also the buffer its reads cross the thread boundary in: 768 KiB. */
+const HTTP_WORKER_TRANSFER_MIB = 0.75;
 /** --max-transfer-memory's default (MiB). */
 const DEFAULT_TRANSFER_MEMORY_MIB = 256;
 /** What Node's dgram alone costs per block (--servers node-floor): bench/lib/node-floor-tftpd.ts. */
@@ -169,8 +171,9 @@ function httpTransfersAtOnce(): number {
  * rtftp's --max-transfer-memory for the HTTP storm: its default unless every transfer at
  * once needs more (then raised, and the conditions line says so), as dnsmasq's tftp-max is.
  */
-function httpTransferMemoryMiB(): number | undefined {
-  const needed = Math.ceil(httpTransfersAtOnce() * HTTP_TRANSFER_MIB);
+function httpTransferMemoryMiB(workers = 1): number | undefined {
+  const each = workers > 1 ? HTTP_WORKER_TRANSFER_MIB : HTTP_TRANSFER_MIB;
+  const needed = Math.ceil(httpTransfersAtOnce() * each);
   return needed > DEFAULT_TRANSFER_MEMORY_MIB ? needed + 16 : undefined;
 }
 
@@ -221,8 +224,28 @@ async function startServer(
     });
   if (plan.kind === 'tftp-hpa')
     return startInTftpd({ root: fleet.peerRoot, address: HOST, port, netns });
+  // One directory per storm, and Node's own file names: every thread (the server, worker
+  // threads, tsx's loader thread) writes its own profile; one fixed name let the last
+  // thread to exit overwrite the server's.
+  const prof = args['cpu-prof'];
+  const nodeArgs = prof
+    ? [
+        '--cpu-prof',
+        `--cpu-prof-dir=${join(prof, `storm-${profile}-${plan.kind === 'rtftp' ? `w${plan.workers ?? 'd'}` : plan.kind}`)}`,
+      ]
+    : [];
+  // perf resolves JIT-compiled JavaScript through /tmp/perf-<pid>.map.
+  if (args.perf) nodeArgs.push('--perf-basic-prof-only-functions');
   if (plan.kind === 'node-floor' || plan.kind === 'node-floor-shared') {
-    const argv = [process.execPath, '--import', 'tsx', NODE_FLOOR, fleet.peerRoot, HOST];
+    const argv = [
+      process.execPath,
+      ...nodeArgs,
+      '--import',
+      'tsx',
+      NODE_FLOOR,
+      fleet.peerRoot,
+      HOST,
+    ];
     argv.push(String(port), ...(plan.kind === 'node-floor-shared' ? ['shared'] : []));
     return startPeer(plan.kind, argv, { root: fleet.peerRoot, address: HOST, port, netns });
   }
@@ -234,16 +257,7 @@ async function startServer(
       netns,
       tftpMax: dnsmasqTftpMax(),
     });
-  // One directory per storm, and Node's own file names: every thread (the server, worker
-  // threads, tsx's loader thread) writes its own profile; one fixed name let the last
-  // thread to exit overwrite the server's.
-  const prof = args['cpu-prof'];
-  const nodeArgs = prof
-    ? ['--cpu-prof', `--cpu-prof-dir=${join(prof, `storm-${profile}-w${plan.workers ?? 'd'}`)}`]
-    : [];
-  // perf resolves JIT-compiled JavaScript through /tmp/perf-<pid>.map.
-  if (args.perf) nodeArgs.push('--perf-basic-prof-only-functions');
-  const memory = httpTransferMemoryMiB();
+  const memory = httpTransferMemoryMiB(plan.workers);
   const http =
     protocol === 'http'
       ? [
@@ -492,13 +506,15 @@ function conditionsOf(
       `${tftp ? `; dnsmasq's tftp-max raised to ${dnsmasqTftpMax()}` : ''}.`,
   ];
   if (profiles.includes('http')) {
-    const memory = httpTransferMemoryMiB();
+    const most = Math.max(1, ...args.workers.split(',').filter(Boolean).map(Number));
+    const memory = httpTransferMemoryMiB(most);
     lines.push(
       `HTTP profile: ${describeHttpLoadGenerator(LOAD_PROCS, args.fetch === 'sequential')}; rtftp serves HTTP boot on ` +
         `port ${PORTS.http.rtftp} (--http-port), each client's files from its own disk` +
         (memory !== undefined
           ? `, with --max-transfer-memory raised to ${memory} MiB (each HTTP transfer reserves ` +
-            `${HTTP_TRANSFER_MIB * 1024} KiB; ${httpTransfersAtOnce()} at once)`
+            `${HTTP_TRANSFER_MIB * 1024} KiB, ${HTTP_WORKER_TRANSFER_MIB * 1024} KiB in worker ` +
+            `mode; ${httpTransfersAtOnce()} at once)`
           : '') +
         (nginx
           ? '; nginx (one process, sendfile) serves the same payloads from local dirs, the ' +

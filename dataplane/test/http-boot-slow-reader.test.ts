@@ -24,7 +24,10 @@ import { makeTempDir, writeSeededFile } from './helpers/fixtures.ts';
 import type { TempDir } from './helpers/fixtures.ts';
 import { curl, startRtftpWithHttpBoot } from './helpers/http-boot.ts';
 import type { RtftpWithHttpBoot } from './helpers/http-boot.ts';
-import { rtftpMissingReason } from './helpers/tftp-servers.ts';
+import { metricValue, rtftpMissingReason } from './helpers/tftp-servers.ts';
+import { parseCli } from '../src/cli.ts';
+import { HTTP_CHUNK_BYTES } from '../src/http-boot/server.ts';
+import { resolveWorkers } from '../src/workers/worker-count.ts';
 import { sha256 } from './helpers/fixtures.ts';
 
 const SIZE = 64 * 1024 * 1024;
@@ -115,6 +118,15 @@ describe('a slow HTTP reader', { skip: rtftpMissingReason(), timeout: 240_000 },
         `read ${readBySlow} bytes ahead of a client that took 6 KiB`,
       );
       assert.ok(rssGrowthMiB < 48, `RSS grew by ${rssGrowthMiB} MiB`);
+      // What admission reserved for it: its two stream buffers, and in worker mode the
+      // buffer its reads cross the thread boundary in.
+      const metrics = await (await fetch(`http://127.0.0.1:${rtftp.metricsPort}/metrics`)).text();
+      // The daemon's worker count, as it reads it (RTFTP_WORKERS from the suite, if any).
+      const workers = resolveWorkers(parseCli(['--root', '/'], process.env)!.workers);
+      assert.equal(
+        metricValue(metrics, 'rtftp_transfer_memory_bytes'),
+        (workers > 1 ? 3 : 2) * HTTP_CHUNK_BYTES,
+      );
       // The other client has the whole file (fetchFast checked its digest) while the slow
       // one, still connected, has had a sliver of it: nobody waited for the slow one.
       assert.equal(slow.isOpen(), true, 'the slow client is still connected');

@@ -67,6 +67,11 @@ export interface HttpBootOptions {
   maxConnectionsPerClient: number;
   /** False: no request is answered yet (the config snapshot gate): 503 + Retry-After. */
   ready?: () => boolean;
+  /**
+   * Bytes a transfer holds besides its two stream buffers, reserved with them: in worker
+   * mode, the buffer its reads cross the thread boundary in (workers/remote-files.ts).
+   */
+  transitBytes?: number;
   chunkBytes?: number;
   headersTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
@@ -197,7 +202,7 @@ export class HttpBootServer {
     // before it costs anything.
     const admitted = this.opts.admission.admit(
       clientKeyOf(req.socket.remoteAddress ?? ''),
-      streamBufferBytes(this.chunkBytes),
+      streamBufferBytes(this.chunkBytes) + (this.opts.transitBytes ?? 0),
     );
     if (!admitted.ok) return this.refuse(res, 503, admitted.reason, viewFields);
     this.active.add(res);

@@ -19,6 +19,8 @@ export interface HttpBootParts {
   metrics: DataplaneMetrics;
   logger: Logger;
   ready?: () => boolean;
+  /** Bytes a transfer holds besides its stream buffers (worker mode's transit buffer). */
+  transitBytes?: number;
 }
 
 export interface HttpBootHandle {

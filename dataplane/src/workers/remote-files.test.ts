@@ -53,6 +53,9 @@ function pair(
     answers.push(m);
     if (opts.deliver !== false) remote.onAnswer(3, m);
   });
+  // A failed assertion skips the test's close(): the ports must not keep the run alive.
+  channel.port1.unref();
+  channel.port2.unref();
   return {
     remote,
     desk,
@@ -84,6 +87,12 @@ test('a file opened in the worker is read whole through messages, and given back
   }
   assert.equal(at, CONTENT.length);
   assert.ok(got.subarray(0, at).equals(CONTENT));
+  // One buffer per transfer, not one per read: each read after the first gives the
+  // previous one back to the worker to read into.
+  const reads = p.sent.filter((m) => m.type === 'file-read');
+  assert.equal(reads.length, 3);
+  assert.equal(reads[0]!.buffer, undefined);
+  for (const r of reads.slice(1)) assert.ok(r.buffer, 'a read without the previous buffer');
   assert.equal(p.desk.openFiles, 1);
   await r.file.close();
   await r.file.close();

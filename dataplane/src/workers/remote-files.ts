@@ -38,7 +38,15 @@ export type FileRequest =
   | { type: 'file-open'; id: number; request: ViewRequest }
   /** The open `id` is no longer wanted: stop waiting (a disk still connecting). */
   | { type: 'file-abort'; id: number }
-  | { type: 'file-read'; id: number; handle: number; length: number; position: number }
+  | {
+      type: 'file-read';
+      id: number;
+      handle: number;
+      length: number;
+      position: number;
+      /** The buffer of this file's previous read, given back (transferred) to be read into again. */
+      buffer?: ArrayBuffer;
+    }
   | { type: 'file-close'; handle: number };
 
 /** A worker desk's answers. */
@@ -120,26 +128,37 @@ export class RemoteViewSource implements FileSource {
     r: Extract<RemoteOpenResult, { status: 'found' }>,
   ): OpenedFile {
     let closed = false;
+    // The previous read's buffer, once copied out: it goes back with the next read, so a
+    // transfer keeps reusing one buffer instead of making one per read.
+    let spare: ArrayBuffer | undefined;
     return {
       size: r.size,
       ...(r.mtimeMs !== undefined ? { mtimeMs: r.mtimeMs } : {}),
       read: async (buf, offset, length, position) => {
         if (closed) throw new Error('file closed');
         const id = this.nextId++;
+        const buffer = spare;
+        spare = undefined;
         const answer = await this.call(worker, id, this.opts.readTimeoutMs, () =>
-          this.opts.post(worker, {
-            type: 'file-read',
-            id,
-            handle: r.handle,
-            length: Math.min(length, MAX_REMOTE_READ),
-            position,
-          }),
+          this.opts.post(
+            worker,
+            {
+              type: 'file-read',
+              id,
+              handle: r.handle,
+              length: Math.min(length, MAX_REMOTE_READ),
+              position,
+              ...(buffer ? { buffer } : {}),
+            },
+            buffer ? [buffer] : undefined,
+          ),
         );
         if (answer instanceof Error) throw answer;
         if (answer.type === 'file-read-failed') throw new Error(answer.message);
         if (answer.type !== 'file-read-done') throw new Error('bad answer');
         const n = Math.min(answer.bytes.byteLength, length);
         buf.set(answer.bytes.subarray(0, n), offset);
+        spare = answer.bytes.buffer as ArrayBuffer;
         return n;
       },
       close: async () => {
@@ -203,7 +222,7 @@ export class WorkerFileDesk {
         this.opening.get(r.id)?.abort();
         return true;
       case 'file-read':
-        void this.read(r.id, r.handle, r.length, r.position);
+        void this.read(r.id, r.handle, r.length, r.position, r.buffer);
         return true;
       case 'file-close': {
         const file = this.files.get(r.handle);
@@ -259,17 +278,27 @@ export class WorkerFileDesk {
     this.post({ type: 'file-opened', id, result });
   }
 
-  private async read(id: number, handle: number, length: number, position: number): Promise<void> {
+  private async read(
+    id: number,
+    handle: number,
+    length: number,
+    position: number,
+    given: ArrayBuffer | undefined,
+  ): Promise<void> {
     const file = this.files.get(handle);
     if (!file) return this.post({ type: 'file-read-failed', id, message: 'file not open' });
     if (!(length > 0 && length <= MAX_REMOTE_READ))
       return this.post({ type: 'file-read-failed', id, message: `bad read length ${length}` });
-    // A buffer of its own (never Node's shared pool), so it can be transferred, not copied.
-    const bytes = new Uint8Array(length);
+    // A buffer of its own (never Node's shared pool), so it can be transferred, not copied:
+    // the one the main thread gave back when it is large enough.
+    const bytes =
+      given && given.byteLength >= length
+        ? new Uint8Array(given, 0, length)
+        : new Uint8Array(length);
     try {
       const n = await file.read(Buffer.from(bytes.buffer), 0, length, position);
       const out = bytes.subarray(0, n);
-      this.post({ type: 'file-read-done', id, bytes: out }, [bytes.buffer]);
+      this.post({ type: 'file-read-done', id, bytes: out }, [bytes.buffer as ArrayBuffer]);
     } catch (err) {
       this.post({ type: 'file-read-failed', id, message: (err as Error).message });
     }

@@ -25,6 +25,7 @@ import type { SerialLookup } from '../sources/client-identity.ts';
 import { trackSerials } from '../sources/nbd/index.ts';
 import { mergeWorkerMetrics } from './metrics-merge.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { HTTP_CHUNK_BYTES } from '../http-boot/server.ts';
 
 export interface WorkerMode {
   /** main.ts's `disks`: no sources on the main thread; status and stop cover the workers'. */
@@ -38,7 +39,7 @@ export interface WorkerMode {
    * HTTP boot on this thread (remote-files.ts): one source, each client's view read in its
    * worker, and the one admission of the process.
    */
-  http: { sources: FileSource[]; admission: ProvenAdmission };
+  http: { sources: FileSource[]; admission: ProvenAdmission; transitBytes: number };
   /** What /metrics serves: the main thread's registry merged with every worker's. */
   registry: Pick<Registry, 'contentType' | 'metrics'>;
   handOff(local: string, req: RequestPacket, rinfo: RemoteInfo): void;
@@ -109,7 +110,12 @@ export async function startWorkerMode(
       },
       stop: async () => watcher.stop(),
     },
-    http: { sources: [pool.files], admission: pool.sharedAdmission },
+    // A read crosses in a buffer of its own, one per transfer (remote-files.ts).
+    http: {
+      sources: [pool.files],
+      admission: pool.sharedAdmission,
+      transitBytes: HTTP_CHUNK_BYTES,
+    },
     registry: {
       contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
       metrics: async () => {

@@ -88,7 +88,7 @@ export class WorkerPool {
     opts.metrics.workers.set(opts.workers);
     this.files = new RemoteViewSource({
       workerOf: (clientIp) => this.routing.workerOf(clientIp),
-      post: (worker, m) => this.post(worker, m),
+      post: (worker, m, transfer) => this.post(worker, m, transfer),
       openTimeoutMs: opts.fileTimeouts.openMs,
       readTimeoutMs: opts.fileTimeouts.readMs,
     });
@@ -190,8 +190,8 @@ export class WorkerPool {
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
   }
 
-  private post(index: number, m: ToWorker): void {
-    this.slots[index]?.worker?.postMessage(m);
+  private post(index: number, m: ToWorker, transfer?: ArrayBuffer[]): void {
+    this.slots[index]?.worker?.postMessage(m, transfer);
   }
 
   private spawn(slot: Slot): Promise<void> {
