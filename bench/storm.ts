@@ -512,7 +512,9 @@ function conditionsOf(
       `HTTP profile: ${describeHttpLoadGenerator(LOAD_PROCS, args.fetch === 'sequential')}; rtftp serves HTTP boot on ` +
         `port ${PORTS.http.rtftp} (--http-port), each client's files from its own disk` +
         (memory !== undefined
-          ? `, with --max-transfer-memory raised to ${memory} MiB (each HTTP transfer reserves ` +
+          ? `, with --max-transfer-memory raised to ${memory} MiB` +
+            (httpTransferMemoryMiB(1) === undefined ? ' in worker mode' : '') +
+            ` (each HTTP transfer reserves ` +
             `${HTTP_TRANSFER_MIB * 1024} KiB, ${HTTP_WORKER_TRANSFER_MIB * 1024} KiB in worker ` +
             `mode; ${httpTransfersAtOnce()} at once)`
           : '') +
