@@ -318,6 +318,8 @@ function tcpListenDrops(netns: string): number | undefined {
   return Number.isFinite(value) ? value : undefined;
 }
 
+const NBD_READ_METRIC = 'rtftp_nbd_read_bytes_total{backend="native"}';
+
 /** Waits until every client's disk is connected (the boot server was up before the storm). */
 async function waitForDisks(netns: string, timeoutMs: number): Promise<number> {
   const url = `http://${HOST}:${HTTP_METRICS_PORT}/metrics`;
@@ -399,6 +401,15 @@ async function runStorm(
       const connected = await waitForDisks(netns, 180_000);
       if (connected < CLIENTS) disksNote = ` (only ${connected} disks connected)`;
     }
+    // What rtftp reads from the disks during the storm (metadata and file data) against what
+    // it serves: the NBD side's read amplification, on the progress line.
+    const nbdRead0 =
+      plan.kind === 'rtftp'
+        ? (metricValue(
+            curlInNetns(netns, `http://${HOST}:${HTTP_METRICS_PORT}/metrics`),
+            NBD_READ_METRIC,
+          ) ?? 0)
+        : undefined;
     const load = await prepareLoad(gen, netns, dir, loadSpecs(fleet, profile, plan));
     const tcpDrops0 = protocol === 'http' ? tcpListenDrops(netns) : undefined;
     const perf = args.perf
@@ -439,12 +450,15 @@ async function runStorm(
       writeFileSync(file, (server.logs ?? []).map((l) => JSON.stringify(l)).join('\n') + '\n');
       console.error(`rtftp's log: ${file}`);
     }
-    const serverRetransmits =
+    const metrics =
       plan.kind === 'rtftp'
-        ? metricValue(
-            curlInNetns(netns, `http://${HOST}:${HTTP_METRICS_PORT}/metrics`),
-            'rtftp_retransmits_total',
-          )
+        ? curlInNetns(netns, `http://${HOST}:${HTTP_METRICS_PORT}/metrics`)
+        : undefined;
+    const serverRetransmits =
+      metrics !== undefined ? metricValue(metrics, 'rtftp_retransmits_total') : undefined;
+    const nbdRead =
+      metrics !== undefined && nbdRead0 !== undefined
+        ? (metricValue(metrics, NBD_READ_METRIC) ?? 0) - nbdRead0
         : undefined;
     const figures = summarize({
       profile,
@@ -465,7 +479,8 @@ async function runStorm(
       `${profile} ${figures.server}: ${figures.identical}/${CLIENTS} identical, ` +
         `last byte ${figures.lastByteS.toFixed(1)} s, ${figures.mbps.toFixed(1)} MB/s, ` +
         `CPU ${figures.cpuSeconds.toFixed(1)} s, load-gen CPU ${figures.loadCpuSeconds.toFixed(1)} s, ` +
-        lost,
+        lost +
+        (nbdRead !== undefined ? `, read from NBD ${(nbdRead / 1e6).toFixed(0)} MB` : ''),
     );
     return figures;
   } finally {
