@@ -431,8 +431,12 @@ async function runStorm(
         )
       : undefined;
     const cpu = new ProcessTreeCpu(server.pid);
+    // The NBD server shares the machine's cores with rtftp here (on a real site it runs
+    // elsewhere): its CPU goes on the progress line, apart from rtftp's.
+    const nbdCpu = plan.kind === 'rtftp' ? new ProcessTreeCpu(fleet.nbd.pid) : undefined;
     const results = await load.go();
     const cpuSeconds = cpu.stop();
+    const nbdCpuSeconds = nbdCpu?.stop();
     const tcpDrops1 = protocol === 'http' ? tcpListenDrops(netns) : undefined;
     const drops =
       protocol === 'tftp'
@@ -480,7 +484,8 @@ async function runStorm(
         `last byte ${figures.lastByteS.toFixed(1)} s, ${figures.mbps.toFixed(1)} MB/s, ` +
         `CPU ${figures.cpuSeconds.toFixed(1)} s, load-gen CPU ${figures.loadCpuSeconds.toFixed(1)} s, ` +
         lost +
-        (nbdRead !== undefined ? `, read from NBD ${(nbdRead / 1e6).toFixed(0)} MB` : ''),
+        (nbdRead !== undefined ? `, read from NBD ${(nbdRead / 1e6).toFixed(0)} MB` : '') +
+        (nbdCpuSeconds !== undefined ? `, nbdkit CPU ${nbdCpuSeconds.toFixed(1)} s` : ''),
     );
     return figures;
   } finally {
