@@ -18,6 +18,10 @@ export interface ChunkedReaderOptions {
   onClose?: () => void;
 }
 
+function closedError(): Error {
+  return Object.assign(new Error('file is closed'), { code: 'RTFTP_ERR_CLOSED' });
+}
+
 export class ChunkedReader implements OpenedFile {
   readonly size: number;
   readonly mtimeMs: number | undefined;
@@ -52,12 +56,15 @@ export class ChunkedReader implements OpenedFile {
   }
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    if (this.closed) throw Object.assign(new Error('file is closed'), { code: 'RTFTP_ERR_CLOSED' });
     let done = 0;
     while (done < length && position + done < this.size) {
+      // Also after each wait: a file closed while its read waited (the transfer ended, or
+      // HTTP gave up on the read) fetches nothing more, and its session may be closing.
+      if (this.closed) throw closedError();
       const at = position + done;
       const index = Math.floor(at / this.opts.chunkBytes);
       const data = await this.chunk(index);
+      if (this.closed) throw closedError();
       this.prefetchAround(index);
       const within = at - index * this.opts.chunkBytes;
       if (within >= data.length) break; // the file shrank on the disk: end here

@@ -86,6 +86,30 @@ describe('ChunkedReader', () => {
     await r.close();
   });
 
+  it('fetches nothing more once closed, even for a read that was waiting when it closed', async () => {
+    const fetched: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const r = new ChunkedReader({
+      size: 10_000,
+      chunkBytes: 1000,
+      readAhead: 3,
+      fetch: async (pos, len) => {
+        fetched.push(pos);
+        await gate;
+        return Buffer.alloc(len, 1);
+      },
+    });
+    const reading = r.read(Buffer.alloc(2000), 0, 2000, 0);
+    await new Promise((res) => setImmediate(res));
+    assert.deepEqual(fetched, [0]);
+    await r.close();
+    release();
+    await assert.rejects(reading, /file is closed/);
+    assert.deepEqual(fetched, [0], 'no read-ahead and no next chunk after close');
+    await assert.rejects(r.read(Buffer.alloc(10), 0, 10, 0), /file is closed/);
+  });
+
   it('lets a failed chunk be fetched again on retry', async () => {
     let fail = true;
     const r = new ChunkedReader({
