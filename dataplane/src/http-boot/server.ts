@@ -245,7 +245,10 @@ export class HttpBootServer {
         'Source unavailable',
       );
     if (result.status !== 'found') {
-      if (result.status === 'not-ready') return this.refuse(res, 503, 'disk-not-ready', fields);
+      if (result.status === 'not-ready') {
+        const detail = result.detail ? { detail: result.detail } : {};
+        return this.refuse(res, 503, 'disk-not-ready', { ...fields, ...detail });
+      }
       if (result.status === 'refused') return this.refuse(res, 403, result.reason, fields);
       return this.refuse(res, 404, 'not-found', fields);
     }

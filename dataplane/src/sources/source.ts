@@ -62,7 +62,11 @@ export type OpenResult =
    * --disk-wait): the chain stops and the client gets ERROR 0 "disk not ready" and
    * retries, never default/'s files.
    */
-  | { status: 'not-ready' }
+  | {
+      status: 'not-ready';
+      /** Why, for the log, when it is not a disk still connecting (a worker not answering). */
+      detail?: string;
+    }
   | { status: 'unavailable'; reason: string };
 
 export interface FileSource {

@@ -38,6 +38,7 @@ function pair(
     post: (_worker, m) => {
       sent.push(m);
       channel.port1.postMessage(m);
+      return true;
     },
     openTimeoutMs: opts.timeoutMs ?? 5000,
     readTimeoutMs: opts.timeoutMs ?? 5000,
@@ -125,8 +126,8 @@ test('not found and refused come back as the worker decided them', async () => {
 test('a worker that does not answer: the open is unavailable in time, and a late file is closed', async () => {
   const p = pair([LocalDirSource.shared(root)], { deliver: false, timeoutMs: 200 });
   const r = await p.remote.open(request('kernel'), new AbortController().signal);
-  assert.equal(r.status, 'unavailable');
-  assert.match((r as { reason: string }).reason, /did not answer within 200 ms/);
+  assert.equal(r.status, 'not-ready');
+  assert.match((r as { detail: string }).detail, /did not answer within 200 ms/);
   // The desk did open it: its late answer now reaches the main side, which gives it back.
   const late = p.answers.find((a) => a.type === 'file-opened');
   assert.ok(late);
@@ -135,6 +136,27 @@ test('a worker that does not answer: the open is unavailable in time, and a late
   await settle();
   assert.equal(p.desk.openFiles, 0);
   assert.equal(p.remote.pendingCalls, 0);
+  p.close();
+});
+
+test('an open the main thread gave up on (timeout) stops waiting in the worker too', async () => {
+  let aborted = false;
+  const waiting: FileSource = {
+    name: 'connecting-disk',
+    open: (_req, signal) =>
+      new Promise<OpenResult>((resolve) => {
+        signal.addEventListener('abort', () => {
+          aborted = true;
+          resolve({ status: 'not-ready' });
+        });
+      }),
+  };
+  const p = pair([waiting], { timeoutMs: 100 });
+  const r = await p.remote.open(request('kernel'), new AbortController().signal);
+  assert.equal(r.status, 'not-ready');
+  await settle();
+  assert.ok(aborted, "the worker's open was not aborted");
+  assert.ok(p.sent.some((m) => m.type === 'file-abort'));
   p.close();
 });
 
@@ -154,7 +176,7 @@ test('a worker that dies fails what waits on it at once; an aborted open stops w
   await opening;
   p.remote.workerGone(3);
   const r = await pending;
-  assert.deepEqual(r, { status: 'unavailable', reason: 'worker 3 exited' });
+  assert.deepEqual(r, { status: 'not-ready', detail: 'worker 3 exited' });
   assert.equal(p.remote.pendingCalls, 0);
 
   // The client went away while its disk connects: the worker's wait is aborted too.
@@ -165,6 +187,104 @@ test('a worker that dies fails what waits on it at once; an aborted open stops w
   assert.deepEqual(await second, { status: 'not-ready' });
   assert.ok(p.sent.some((m) => m.type === 'file-abort'));
   p.close();
+});
+
+test('a transfer that outlived its worker never reads or closes a file opened in the restarted one', async () => {
+  // Two desks in turn behind worker 3, as a crash and a restart make them.
+  const answers: Array<(m: FileAnswer) => void> = [];
+  let desk!: WorkerFileDesk;
+  const makeDesk = () =>
+    new WorkerFileDesk(
+      [LocalDirSource.shared(root)],
+      (m) => setImmediate(() => answers[0]!(m)),
+      logger,
+    );
+  const remote = new RemoteViewSource({
+    workerOf: () => 3,
+    post: (_worker, m) => {
+      // Structured clone, as between threads (a given-back buffer is copied here).
+      desk.handle(structuredClone(m));
+      return true;
+    },
+    openTimeoutMs: 5000,
+    readTimeoutMs: 5000,
+  });
+  answers.push((m) => remote.onAnswer(3, m));
+  desk = makeDesk();
+  const signal = new AbortController().signal;
+  const a = await remote.open(request('kernel'), signal);
+  assert.equal(a.status, 'found');
+  if (a.status !== 'found') return;
+  const first = await a.file.read(Buffer.alloc(10), 0, 10, 0);
+  assert.equal(first, 10);
+
+  remote.workerGone(3);
+  const old = desk;
+  desk = makeDesk();
+  const other = join(root, 'default', 'other-client-file');
+  writeFileSync(other, 'another client opened this');
+  const b = await remote.open(request('other-client-file'), signal);
+  assert.equal(b.status, 'found');
+  if (b.status !== 'found') return;
+  assert.equal(desk.openFiles, 1);
+
+  // The first transfer's next read fails; it gets none of the other file's bytes.
+  const got = Buffer.alloc(32);
+  await assert.rejects(a.file.read(got, 0, 32, 0), /worker 3 exited/);
+  assert.equal(got.toString('latin1').includes('another'), false);
+  // Its close touches nothing in the new worker: the other client's file stays open and readable.
+  await a.file.close();
+  await settle();
+  assert.equal(desk.openFiles, 1);
+  const n = await b.file.read(got, 0, 32, 0);
+  assert.equal(got.subarray(0, n).toString(), 'another client opened this');
+  // Even a message that reached the new worker with an old handle would name nothing there:
+  // handles are the main thread's open ids, never reused.
+  const theirs: FileAnswer[] = [];
+  const probe = new WorkerFileDesk([LocalDirSource.shared(root)], (m) => theirs.push(m), logger);
+  probe.handle({ type: 'file-open', id: 41, request: request('kernel') } as FileRequest);
+  await settle();
+  const opened = theirs[0];
+  assert.ok(opened?.type === 'file-opened' && opened.result.status === 'found');
+  assert.equal(opened.result.handle, 41);
+  await b.file.close();
+  await old.closeAll();
+  await probe.closeAll();
+  rmSync(other);
+});
+
+test('a worker that is not running (restarting) fails an open and a read at once, not at the timeout', async () => {
+  let running = true;
+  const desk = new WorkerFileDesk(
+    [LocalDirSource.shared(root)],
+    (m) => setImmediate(() => remote.onAnswer(3, m)),
+    logger,
+  );
+  const remote: RemoteViewSource = new RemoteViewSource({
+    workerOf: () => 3,
+    post: (_worker, m) => {
+      if (!running) return false;
+      desk.handle(structuredClone(m));
+      return true;
+    },
+    openTimeoutMs: 60_000,
+    readTimeoutMs: 60_000,
+  });
+  const signal = new AbortController().signal;
+  const r = await remote.open(request('kernel'), signal);
+  assert.equal(r.status, 'found');
+  if (r.status !== 'found') return;
+  running = false;
+  const started = Date.now();
+  await assert.rejects(r.file.read(Buffer.alloc(10), 0, 10, 0), /worker 3 is not running/);
+  assert.deepEqual(await remote.open(request('kernel'), signal), {
+    status: 'not-ready',
+    detail: 'worker 3 is not running',
+  });
+  assert.ok(Date.now() - started < 5000, 'answered at once, not after the 60 s timeout');
+  assert.equal(remote.pendingCalls, 0);
+  await r.file.close();
+  await desk.closeAll();
 });
 
 test('the desk refuses reads it was not asked to hold: unknown handle, bad length', async () => {

@@ -12,7 +12,12 @@
  * Bounded: a read moves at most {@link MAX_REMOTE_READ} bytes, in a buffer transferred (not
  * copied) to the main thread; the files held open are the HTTP transfers admission let in;
  * a worker that does not answer in time fails that request or read only; a worker that dies
- * fails what was waiting on it at once.
+ * fails what was waiting on it at once, and one not running (restarting after a crash)
+ * fails what is asked of it at once.
+ *
+ * A file's handle is the id of the open that made it. The main thread never reuses an id, so
+ * a handle from before a worker restarted names nothing in the new worker: a transfer that
+ * outlived its worker can never read, or close, a file another client opened since.
  */
 import type { Logger } from 'pino';
 import { resolveInView } from '../sources/view.ts';
@@ -63,7 +68,8 @@ interface Waiting {
 export interface RemoteViewOptions {
   /** The worker serving a client (client-routing.ts), by its canonical address. */
   workerOf(clientIp: string): number;
-  post(worker: number, m: FileRequest, transfer?: ArrayBuffer[]): void;
+  /** False when the worker is not running (restarting after a crash): nothing was sent. */
+  post(worker: number, m: FileRequest, transfer?: ArrayBuffer[]): boolean;
   /** An open not answered within this long is `unavailable` (--disk-wait and budgets fit in it). */
   openTimeoutMs: number;
   /** A read not answered within this long fails (the transfer would have stalled anyway). */
@@ -75,6 +81,8 @@ export class RemoteViewSource implements FileSource {
   readonly name = 'worker';
   private nextId = 1;
   private readonly waiting = new Map<number, Waiting>();
+  /** Each worker's restarts so far: a file opened in an earlier one is gone. */
+  private readonly generations = new Map<number, number>();
 
   constructor(private readonly opts: RemoteViewOptions) {}
 
@@ -96,15 +104,22 @@ export class RemoteViewSource implements FileSource {
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
-    if (answer instanceof Error) return { status: 'unavailable', reason: answer.message };
-    if (answer.type !== 'file-opened') return { status: 'unavailable', reason: 'bad answer' };
+    if (answer instanceof Error) {
+      // Given up on (timeout): the worker stops waiting for the disk and spending the open's
+      // budget. A file it finds all the same is given back (onAnswer).
+      this.opts.post(worker, { type: 'file-abort', id });
+      // Not "unavailable": the client's whole view is in that worker, so there is nothing
+      // else to fall back to, and "not found" would be a lie. The client retries (503).
+      return { status: 'not-ready', detail: answer.message };
+    }
+    if (answer.type !== 'file-opened') return { status: 'not-ready', detail: 'bad answer' };
     const r = answer.result;
     if (r.status !== 'found') return r;
     return {
       status: 'found',
       source: r.source,
       location: r.location,
-      file: this.remoteFile(worker, r),
+      file: this.remoteFile(worker, this.generationOf(worker), r),
     };
   }
 
@@ -117,17 +132,27 @@ export class RemoteViewSource implements FileSource {
       this.opts.post(worker, { type: 'file-close', handle: m.result.handle });
   }
 
-  /** A worker died: everything waiting on it fails now, not at its timeout. */
+  /**
+   * A worker died: everything waiting on it fails now, not at its timeout, and the files it
+   * held are gone (their transfers fail at their next read).
+   */
   workerGone(worker: number): void {
+    this.generations.set(worker, this.generationOf(worker) + 1);
     for (const w of [...this.waiting.values()])
       if (w.worker === worker) w.settle(new Error(`worker ${worker} exited`));
   }
 
+  private generationOf(worker: number): number {
+    return this.generations.get(worker) ?? 0;
+  }
+
   private remoteFile(
     worker: number,
+    generation: number,
     r: Extract<RemoteOpenResult, { status: 'found' }>,
   ): OpenedFile {
     let closed = false;
+    const gone = () => this.generationOf(worker) !== generation;
     // The previous read's buffer, once copied out: it goes back with the next read, so a
     // transfer keeps reusing one buffer instead of making one per read.
     let spare: ArrayBuffer | undefined;
@@ -136,6 +161,7 @@ export class RemoteViewSource implements FileSource {
       ...(r.mtimeMs !== undefined ? { mtimeMs: r.mtimeMs } : {}),
       read: async (buf, offset, length, position) => {
         if (closed) throw new Error('file closed');
+        if (gone()) throw new Error(`worker ${worker} exited`);
         const id = this.nextId++;
         const buffer = spare;
         spare = undefined;
@@ -164,7 +190,7 @@ export class RemoteViewSource implements FileSource {
       close: async () => {
         if (closed) return;
         closed = true;
-        this.opts.post(worker, { type: 'file-close', handle: r.handle });
+        if (!gone()) this.opts.post(worker, { type: 'file-close', handle: r.handle });
       },
     };
   }
@@ -173,7 +199,7 @@ export class RemoteViewSource implements FileSource {
     worker: number,
     id: number,
     timeoutMs: number,
-    send: () => void,
+    send: () => boolean,
   ): Promise<FileAnswer | Error> {
     return new Promise((resolve) => {
       const timer = setTimeout(
@@ -186,7 +212,7 @@ export class RemoteViewSource implements FileSource {
         resolve(a);
       };
       this.waiting.set(id, { worker, settle });
-      send();
+      if (!send()) settle(new Error(`worker ${worker} is not running`));
     });
   }
 }
@@ -197,7 +223,7 @@ export class RemoteViewSource implements FileSource {
  * transfers hold; `closeAll` gives it back at drain.
  */
 export class WorkerFileDesk {
-  private nextHandle = 1;
+  /** By handle: the id of the open that made the file (never reused by the main thread). */
   private readonly files = new Map<number, OpenedFile>();
   private readonly opening = new Map<number, AbortController>();
 
@@ -259,7 +285,7 @@ export class WorkerFileDesk {
         await r.file.close();
         result = { status: 'not-found' };
       } else {
-        const handle = this.nextHandle++;
+        const handle = id;
         this.files.set(handle, r.file);
         result = {
           status: 'found',

@@ -190,8 +190,12 @@ export class WorkerPool {
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
   }
 
-  private post(index: number, m: ToWorker, transfer?: ArrayBuffer[]): void {
-    this.slots[index]?.worker?.postMessage(m, transfer);
+  /** False when the worker is not running (between a crash and its restart): nothing sent. */
+  private post(index: number, m: ToWorker, transfer?: ArrayBuffer[]): boolean {
+    const worker = this.slots[index]?.worker;
+    if (!worker) return false;
+    worker.postMessage(m, transfer);
+    return true;
   }
 
   private spawn(slot: Slot): Promise<void> {
@@ -231,6 +235,10 @@ export class WorkerPool {
         } else if (m.type === 'failed') {
           clearTimeout(timer);
           reject(workerError(slot.index, m.message));
+          // A worker that could not start stays alive on its port: end it, so that its exit
+          // restarts it after the backoff (a restart that fails is tried again, not left
+          // holding its clients' requests until they time out).
+          void worker.terminate();
         } else this.onMessage(slot, m);
       });
       worker.on('error', (err) =>
