@@ -102,7 +102,7 @@ async function main(): Promise<number> {
     sources: workerMode?.http.sources ?? sources,
     serials: disks.serials,
     admission: workerMode?.http.admission ?? server.sharedAdmission,
-    ...(workerMode ? { transitBytes: workerMode.http.transitBytes } : {}),
+    ...(workerMode ? { transitBuffers: workerMode.http.transitBuffers } : {}),
     metrics,
     logger,
     ...(snapshotGate ? { ready: () => snapshotGate.open } : {}),

@@ -68,10 +68,11 @@ export interface HttpBootOptions {
   /** False: no request is answered yet (the config snapshot gate): 503 + Retry-After. */
   ready?: () => boolean;
   /**
-   * Bytes a transfer holds besides its two stream buffers, reserved with them: in worker
-   * mode, the buffer its reads cross the thread boundary in (workers/remote-files.ts).
+   * Buffers of `chunkBytes` a transfer holds besides its two stream buffers, reserved with
+   * them: in worker mode, the one its reads cross the thread boundary in
+   * (workers/remote-files.ts), which is as large as a read, i.e. a chunk.
    */
-  transitBytes?: number;
+  transitBuffers?: number;
   chunkBytes?: number;
   headersTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
@@ -202,7 +203,7 @@ export class HttpBootServer {
     // before it costs anything.
     const admitted = this.opts.admission.admit(
       clientKeyOf(req.socket.remoteAddress ?? ''),
-      streamBufferBytes(this.chunkBytes) + (this.opts.transitBytes ?? 0),
+      streamBufferBytes(this.chunkBytes) + (this.opts.transitBuffers ?? 0) * this.chunkBytes,
     );
     if (!admitted.ok) return this.refuse(res, 503, admitted.reason, viewFields);
     this.active.add(res);

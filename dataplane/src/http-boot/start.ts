@@ -19,8 +19,8 @@ export interface HttpBootParts {
   metrics: DataplaneMetrics;
   logger: Logger;
   ready?: () => boolean;
-  /** Bytes a transfer holds besides its stream buffers (worker mode's transit buffer). */
-  transitBytes?: number;
+  /** Chunk-sized buffers a transfer holds besides its stream buffers (worker mode: 1). */
+  transitBuffers?: number;
 }
 
 export interface HttpBootHandle {

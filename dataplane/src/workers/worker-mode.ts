@@ -25,7 +25,6 @@ import type { SerialLookup } from '../sources/client-identity.ts';
 import { trackSerials } from '../sources/nbd/index.ts';
 import { mergeWorkerMetrics } from './metrics-merge.ts';
 import { WorkerPool } from './worker-pool.ts';
-import { HTTP_CHUNK_BYTES } from '../http-boot/server.ts';
 
 export interface WorkerMode {
   /** main.ts's `disks`: no sources on the main thread; status and stop cover the workers'. */
@@ -39,7 +38,7 @@ export interface WorkerMode {
    * HTTP boot on this thread (remote-files.ts): one source, each client's view read in its
    * worker, and the one admission of the process.
    */
-  http: { sources: FileSource[]; admission: ProvenAdmission; transitBytes: number };
+  http: { sources: FileSource[]; admission: ProvenAdmission; transitBuffers: number };
   /** What /metrics serves: the main thread's registry merged with every worker's. */
   registry: Pick<Registry, 'contentType' | 'metrics'>;
   handOff(local: string, req: RequestPacket, rinfo: RemoteInfo): void;
@@ -114,7 +113,7 @@ export async function startWorkerMode(
     http: {
       sources: [pool.files],
       admission: pool.sharedAdmission,
-      transitBytes: HTTP_CHUNK_BYTES,
+      transitBuffers: 1,
     },
     registry: {
       contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
