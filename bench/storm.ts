@@ -320,13 +320,17 @@ function tcpListenDrops(netns: string): number | undefined {
 
 const NBD_READ_METRIC = 'rtftp_nbd_read_bytes_total{backend="native"}';
 
+/** rtftp's /metrics, as the benchmark's netns sees it. */
+function rtftpMetrics(netns: string): string {
+  return curlInNetns(netns, `http://${HOST}:${HTTP_METRICS_PORT}/metrics`);
+}
+
 /** Waits until every client's disk is connected (the boot server was up before the storm). */
 async function waitForDisks(netns: string, timeoutMs: number): Promise<number> {
-  const url = `http://${HOST}:${HTTP_METRICS_PORT}/metrics`;
   const deadline = Date.now() + timeoutMs;
   let connected = 0;
   while (Date.now() < deadline) {
-    const text = curlInNetns(netns, url);
+    const text = rtftpMetrics(netns);
     connected = metricValue(text, 'rtftp_nbd_sessions_active{backend="native"}') ?? 0;
     if (connected >= CLIENTS) return connected;
     await new Promise((r) => setTimeout(r, 500));
@@ -404,12 +408,7 @@ async function runStorm(
     // What rtftp reads from the disks during the storm (metadata and file data) against what
     // it serves: the NBD side's read amplification, on the progress line.
     const nbdRead0 =
-      plan.kind === 'rtftp'
-        ? (metricValue(
-            curlInNetns(netns, `http://${HOST}:${HTTP_METRICS_PORT}/metrics`),
-            NBD_READ_METRIC,
-          ) ?? 0)
-        : undefined;
+      plan.kind === 'rtftp' ? (metricValue(rtftpMetrics(netns), NBD_READ_METRIC) ?? 0) : undefined;
     const load = await prepareLoad(gen, netns, dir, loadSpecs(fleet, profile, plan));
     const tcpDrops0 = protocol === 'http' ? tcpListenDrops(netns) : undefined;
     const perf = args.perf
@@ -454,10 +453,7 @@ async function runStorm(
       writeFileSync(file, (server.logs ?? []).map((l) => JSON.stringify(l)).join('\n') + '\n');
       console.error(`rtftp's log: ${file}`);
     }
-    const metrics =
-      plan.kind === 'rtftp'
-        ? curlInNetns(netns, `http://${HOST}:${HTTP_METRICS_PORT}/metrics`)
-        : undefined;
+    const metrics = plan.kind === 'rtftp' ? rtftpMetrics(netns) : undefined;
     const serverRetransmits =
       metrics !== undefined ? metricValue(metrics, 'rtftp_retransmits_total') : undefined;
     const nbdRead =

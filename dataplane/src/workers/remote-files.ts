@@ -106,7 +106,8 @@ export class RemoteViewSource implements FileSource {
     }
     if (answer instanceof Error) {
       // Given up on (timeout): the worker stops waiting for the disk and spending the open's
-      // budget. A file it finds all the same is given back (onAnswer).
+      // budget, and a file it finds all the same is given back (onAnswer). After an exit the
+      // abort names nothing: ids are never reused.
       this.opts.post(worker, { type: 'file-abort', id });
       // Not "unavailable": the client's whole view is in that worker, so there is nothing
       // else to fall back to, and "not found" would be a lie. The client retries (503).
@@ -285,11 +286,10 @@ export class WorkerFileDesk {
         await r.file.close();
         result = { status: 'not-found' };
       } else {
-        const handle = id;
-        this.files.set(handle, r.file);
+        this.files.set(id, r.file);
         result = {
           status: 'found',
-          handle,
+          handle: id,
           size: r.file.size,
           ...(r.file.mtimeMs !== undefined ? { mtimeMs: r.file.mtimeMs } : {}),
           source: r.source,

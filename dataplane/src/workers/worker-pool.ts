@@ -337,10 +337,6 @@ function workerError(index: number, message: string): Error {
 }
 
 /**
- * Starts worker-main in a thread. From a checkout the sources run through tsx, as the main
- * thread's do (bin/run-entry.js): the thread registers tsx before importing its entry.
- */
-/**
  * Each worker's V8 young generation, at most. Left to V8, every isolate grows its own under a
  * burst of requests that live a while (a spoofed flood of unproven ones): two workers grew
  * the process by 56-65 MB in tftp-admission-flood.test.ts, 37 MB with this cap, where one
@@ -349,6 +345,10 @@ function workerError(index: number, message: string): Error {
  */
 const WORKER_YOUNG_GENERATION_MB = 16;
 
+/**
+ * Starts worker-main in a thread. From a checkout the sources run through tsx, as the main
+ * thread's do (bin/run-entry.js): the thread registers tsx before importing its entry.
+ */
 function startWorkerThread(data: WorkerData): Worker {
   const fromSources = import.meta.url.endsWith('.ts');
   const entry = new URL(`./worker-main.${fromSources ? 'ts' : 'js'}`, import.meta.url).href;

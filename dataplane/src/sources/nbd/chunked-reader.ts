@@ -56,14 +56,14 @@ export class ChunkedReader implements OpenedFile {
   }
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    if (this.closed) throw closedError();
     let done = 0;
     while (done < length && position + done < this.size) {
-      // Also after each wait: a file closed while its read waited (the transfer ended, or
-      // HTTP gave up on the read) fetches nothing more, and its session may be closing.
-      if (this.closed) throw closedError();
       const at = position + done;
       const index = Math.floor(at / this.opts.chunkBytes);
       const data = await this.chunk(index);
+      // A file closed while its read waited (the transfer ended, or HTTP gave up on the
+      // read) fetches nothing more: no next chunk, no read-ahead into a closing session.
       if (this.closed) throw closedError();
       this.prefetchAround(index);
       const within = at - index * this.opts.chunkBytes;
